@@ -1,0 +1,330 @@
+"""The `medsent` command line. Exit codes: 0 success, 2 bad input or usage, 1 unexpected failure.
+
+Heavy libraries are imported inside commands so `medsent --help` and `predict` start quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from medsent.errors import ConfigError, DataError, MedsentError
+
+app = typer.Typer(
+    help="medsent: train, evaluate and serve Negative/Neutral/Positive classifiers for drug reviews.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Inspect and prepare review data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+log = logging.getLogger("medsent")
+
+PresetOpt = Annotated[
+    str | None, typer.Option("--preset", help="Data preset: webmd, drugscom or askapatient.")
+]
+TextColOpt = Annotated[str | None, typer.Option("--text-col", help="Column holding the review text.")]
+LabelColOpt = Annotated[
+    str | None, typer.Option("--label-col", help="Column holding labels (names or 0/1/2).")
+]
+RatingColOpt = Annotated[
+    str | None, typer.Option("--rating-col", help="Column holding numeric ratings to map to labels.")
+]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Fail on bad ratings/labels/bytes instead of counting and dropping.")
+]
+
+
+def _setup_logging(verbose: bool = True) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _data_layer(
+    preset: str | None,
+    text_col: str | None,
+    label_col: str | None,
+    rating_col: str | None,
+    strict: bool,
+) -> dict[str, Any]:
+    """CLI column flags as a config layer on top of the preset."""
+    from medsent.data.presets import preset_layer
+
+    layer: dict[str, Any] = dict(preset_layer(preset))
+    if text_col:
+        layer["text_col"] = text_col
+    if label_col:
+        layer["label_col"], layer["rating_col"] = label_col, None
+    if rating_col:
+        layer["rating_col"], layer["label_col"] = rating_col, None
+    if strict:
+        layer["strict"] = True
+    return layer
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    """`--set svm.C=0.5` into a nested dict; values are parsed as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. svm.C=0.5), got '{item}'")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _data_config(layer: dict[str, Any]) -> Any:
+    from medsent.config import build_config
+
+    return build_config({"data": layer}).data
+
+
+@data_app.command("inspect")
+def data_inspect(
+    data: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet, JSON or JSONL file.")],
+    preset: PresetOpt = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
+    rating_col: RatingColOpt = None,
+    strict: StrictOpt = False,
+    english_only: Annotated[bool, typer.Option(help="Drop reviews that do not look English.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for summary and plots.")] = None,
+) -> None:
+    """Cleaning report, class balance, lengths and plots for one data file."""
+    from medsent.config import CleanConfig
+    from medsent.data.dataset import load_labeled
+    from medsent.data.inspect import inspect_data, summary_markdown
+
+    cfg = _data_config(_data_layer(preset, text_col, label_col, rating_col, strict))
+    labeled = load_labeled(data, cfg, CleanConfig(english_only=english_only))
+    target = out or Path("reports") / f"inspect-{data.stem}"
+    summary, paths = inspect_data(labeled, target)
+    typer.echo(summary_markdown(summary))
+    typer.echo(f"saved: {', '.join(str(p) for p in paths)}")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    data: Annotated[Path, typer.Argument(help="Raw data file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Cleaned file (.csv, .parquet, .jsonl...).")],
+    preset: PresetOpt = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
+    rating_col: RatingColOpt = None,
+    strict: StrictOpt = False,
+    english_only: Annotated[bool, typer.Option(help="Drop reviews that do not look English.")] = False,
+    negation: Annotated[bool, typer.Option(help="Add a negation-tagged text column.")] = False,
+) -> None:
+    """Write the cleaned (text, label) table; prints the cleaning report."""
+    from medsent.config import CleanConfig
+    from medsent.data.dataset import load_labeled
+    from medsent.data.io import write_table
+    from medsent.data.negation import negation_tag
+    from medsent.labels import LABELS
+
+    cfg = _data_config(_data_layer(preset, text_col, label_col, rating_col, strict))
+    labeled = load_labeled(data, cfg, CleanConfig(english_only=english_only))
+    frame = labeled.frame.assign(label_name=[LABELS[i] for i in labeled.frame["label"]])
+    if negation:
+        frame["text_negation"] = frame["text"].map(negation_tag)
+    write_table(frame, output)
+    typer.echo(labeled.report.to_markdown())
+    typer.echo(f"wrote {len(frame)} rows to {output}")
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option("--model", help="Model name (see `medsent models`).")] = "svm",
+    data: Annotated[Path | None, typer.Option("--data", help="Training data file.")] = None,
+    val_data: Annotated[Path | None, typer.Option("--val-data", help="Validation file.")] = None,
+    test_data: Annotated[Path | None, typer.Option("--test-data", help="Test file, scored once.")] = None,
+    preset: PresetOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder to create.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
+    rating_col: RatingColOpt = None,
+    strict: StrictOpt = False,
+    val_frac: Annotated[float | None, typer.Option(help="Validation share carved if no --val-data.")] = None,
+    test_frac: Annotated[
+        float | None, typer.Option(help="Test share carved if no --test-data (0: none).")
+    ] = None,
+    negation: Annotated[
+        bool | None, typer.Option("--negation/--no-negation", help="Negation tagging (default: per model).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override any config field, e.g. --set svm.C=0.5.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+) -> None:
+    """Train one model and write a self-describing run folder."""
+    from medsent.config import build_config, load_yaml
+    from medsent.train import train_run
+
+    _setup_logging()
+    layers: list[dict[str, Any]] = []
+    if config is not None:
+        layers.append(load_yaml(config))
+    cli: dict[str, Any] = {"model": model}
+    data_layer = _data_layer(preset, text_col, label_col, rating_col, strict)
+    if data_layer:
+        cli["data"] = data_layer
+    if seed is not None:
+        cli["seed"] = seed
+    split: dict[str, Any] = {}
+    if val_frac is not None:
+        split["val_frac"] = val_frac
+    if test_frac is not None:
+        split["test_frac"] = test_frac
+    if split:
+        cli["split"] = split
+    if negation is not None:
+        cli["text"] = {"negation": negation}
+    layers += [cli, _parse_sets(set_ or [])]
+    cfg = build_config(*layers)
+    if data is None:
+        raise DataError("--data is required (the training file)")
+    target = out or Path("runs") / f"{cfg.model}-seed{cfg.seed}"
+    result = train_run(cfg, data, target, val_path=val_data, test_path=test_data, overwrite=overwrite)
+    typer.echo(f"run: {result.run_dir}")
+    typer.echo(f"fit: {result.fit_seconds:.1f} s")
+    for role in ("val", "test"):
+        if role in result.metrics:
+            m = result.metrics[role]
+            per = " ".join(f"{k}={v['f1']:.3f}" for k, v in m["per_class"].items())
+            typer.echo(
+                f"{role}: macro-F1 {m['macro_f1']:.4f}  accuracy {m['accuracy']:.4f}  "
+                f"kappa {m['kappa']:.4f}  "
+                f"ECE {m['ece']:.4f}  F1 {per}  (n={m['n']})"
+            )
+    typer.echo(f"report: {result.run_dir / 'report.md'}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled data file to score.")],
+    preset: PresetOpt = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
+    rating_col: RatingColOpt = None,
+    strict: StrictOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Score a run on a labelled file (the run's own cleaning and column mapping by default)."""
+    from medsent.config import DataConfig
+    from medsent.data.dataset import load_labeled
+    from medsent.evaluation.metrics import compute_metrics, metrics_markdown
+    from medsent.predict import Predictor
+
+    predictor = Predictor(run_dir)
+    layer = _data_layer(preset, text_col, label_col, rating_col, strict)
+    base = predictor.config.data.model_dump()
+    data_cfg = DataConfig.model_validate({**base, **layer}) if layer else predictor.config.data
+    labeled = load_labeled(data, data_cfg, predictor.config.clean)
+    proba = predictor.predict_proba(labeled.frame["text"].tolist())
+    metrics = compute_metrics(labeled.frame["label"].to_numpy(), proba)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+    else:
+        typer.echo(metrics_markdown(metrics, f"{run_dir} on {data}"))
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder.")],
+    text: Annotated[list[str] | None, typer.Option("--text", help="Review text (repeatable).")] = None,
+    input_: Annotated[Path | None, typer.Option("--input", help="File of reviews to score.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Where to write predictions.")] = None,
+    text_col: TextColOpt = None,
+) -> None:
+    """Predict labels and probabilities for texts or a whole file."""
+    from medsent.predict import Predictor
+
+    if text and input_ is not None:
+        raise ConfigError("give either --text or --input FILE --output FILE, not both")
+    if text:
+        if any(not t.strip() for t in text):
+            raise DataError("--text is empty")
+        predictor = Predictor(run_dir)
+        for row in predictor.predict(text):
+            typer.echo(json.dumps(row))
+        return
+    if input_ is None or output is None:
+        raise ConfigError("give --text TEXT, or --input FILE with --output FILE")
+    from medsent.batch import predict_file
+
+    predictor = Predictor(run_dir)
+    count = predict_file(predictor, input_, output, text_col)
+    typer.echo(f"wrote {count} predictions to {output}")
+
+
+@app.command()
+def models() -> None:
+    """List the registered models."""
+    from medsent.models.registry import MODELS
+
+    for spec in MODELS.values():
+        typer.echo(f"{spec.name:10s} {spec.family:8s} {spec.summary}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Run folder for the demo.")] = Path("runs/demo-svm"),
+) -> None:
+    """Train and evaluate the SVM on the embedded Drugs.com sample (no arguments needed)."""
+    from medsent.config import build_config
+    from medsent.data.demo import extract_demo_data
+    from medsent.train import train_run
+
+    _setup_logging()
+    files = extract_demo_data(out.parent / ".demo-data")
+    cfg = build_config({"model": "svm", "data": {"text_col": "review", "label_col": "rating"}})
+    result = train_run(cfg, files["train"], out, test_path=files["test"], overwrite=True)
+    m = result.metrics["test"]
+    typer.echo(
+        f"demo (Drugs.com sample, SVM): test macro-F1 {m['macro_f1']:.4f}  accuracy {m['accuracy']:.4f}  "
+        f"kappa {m['kappa']:.4f}  (n={m['n']})"
+    )
+    typer.echo(f"report: {result.run_dir / 'report.md'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line and exit 2; anything else exits 1 without a traceback."""
+    try:
+        app(args=argv, prog_name="medsent")
+    except MedsentError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except MemoryError:
+        typer.echo("error: out of memory; try a smaller input or batch size", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        typer.echo(f"unexpected error ({type(exc).__name__}): {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

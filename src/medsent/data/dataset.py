@@ -1,0 +1,198 @@
+"""From a file on disk to a clean (text, label) frame, and from frames to train / val / test splits."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from medsent.config import CleanConfig, DataConfig, SplitConfig
+from medsent.data.clean import CleaningReport, clean_frame, dedupe_key
+from medsent.data.io import read_table
+from medsent.errors import DataError
+from medsent.labels import LABELS, parse_label
+
+log = logging.getLogger(__name__)
+
+EXTRA_COLUMNS = ("drug", "condition", "source")
+_AUTO_LABEL = ("label", "sentiment", "class")
+_AUTO_RATING = ("rating", "satisfaction", "stars", "score")
+
+
+@dataclass
+class LabeledData:
+    """A cleaned, labelled table plus where it came from and what cleaning did."""
+
+    frame: pd.DataFrame
+    report: CleaningReport
+    source: dict[str, Any]
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.frame["label"].to_numpy(dtype=int), minlength=len(LABELS))
+        return {name: int(c) for name, c in zip(LABELS, counts, strict=True)}
+
+
+def _columns_hint(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    shown = ", ".join(cols[:20]) + (", ..." if len(cols) > 20 else "")
+    return f"columns found: {shown or '(none)'}"
+
+
+def _pick_label_source(frame: pd.DataFrame, cfg: DataConfig, path: Path) -> tuple[str, str]:
+    if cfg.label_col:
+        kind, col = "label", cfg.label_col
+    elif cfg.rating_col:
+        kind, col = "rating", cfg.rating_col
+    else:
+        lower = {c.lower(): c for c in frame.columns}
+        found = next(((("label", lower[n])) for n in _AUTO_LABEL if n in lower), None)
+        found = found or next(((("rating", lower[n])) for n in _AUTO_RATING if n in lower), None)
+        if found is None:
+            raise DataError(
+                f"{path.name}: no label column; pass --label-col or --rating-col ({_columns_hint(frame)})"
+            )
+        kind, col = found
+    if col not in frame.columns:
+        raise DataError(f"{path.name}: {kind} column '{col}' not found ({_columns_hint(frame)})")
+    return kind, col
+
+
+def map_columns(frame: pd.DataFrame, cfg: DataConfig, path: Path, report: CleaningReport) -> pd.DataFrame:
+    """Pick text and label, turning ratings into class ids; bad rows are counted and dropped."""
+    if cfg.text_col not in frame.columns:
+        raise DataError(f"{path.name}: text column '{cfg.text_col}' not found ({_columns_hint(frame)})")
+    kind, col = _pick_label_source(frame, cfg, path)
+    n = len(frame)
+    report.add("rows read", n, n)
+    text = frame[cfg.text_col]
+    has_text = text.map(lambda v: isinstance(v, str))
+    if kind == "rating":
+        scheme = cfg.rating
+        values = pd.to_numeric(frame[col], errors="coerce")
+        missing = values.isna()
+        outside = ~missing & ((values < scheme.scale_min) | (values > scheme.scale_max))
+        if outside.any():
+            msg = (
+                f"{path.name}: {int(outside.sum())} ratings outside the scale "
+                f"{scheme.scale_min:g}-{scheme.scale_max:g} in column '{col}'"
+            )
+            if cfg.strict:
+                raise DataError(msg + " (--strict)")
+            report.notes.append(msg + "; dropped")
+            log.warning("%s; dropped", msg)
+        label = np.where(
+            values <= scheme.negative_max, 0, np.where(values >= scheme.positive_min, 2, 1)
+        ).astype(np.int64)
+        valid = ~missing & ~outside
+        report.add(f"drop missing rating ('{col}')", n, int((~missing).sum()))
+        report.add("drop rating outside scale", int((~missing).sum()), int(valid.sum()))
+    else:
+        parsed = frame[col].map(parse_label)
+        missing = frame[col].isna()
+        unknown = ~missing & parsed.isna()
+        if unknown.any():
+            examples = ", ".join(repr(v) for v in frame.loc[unknown, col].astype(str).unique()[:3])
+            msg = (
+                f"{path.name}: {int(unknown.sum())} labels not in {'/'.join(LABELS)} or 0-2 (e.g. {examples})"
+            )
+            if cfg.strict:
+                raise DataError(msg + " (--strict)")
+            report.notes.append(msg + "; dropped")
+            log.warning("%s; dropped", msg)
+        label = parsed.fillna(-1).to_numpy(dtype=np.int64)
+        valid = ~missing & ~unknown
+        report.add(f"drop missing label ('{col}')", n, int((~missing).sum()))
+        report.add("drop unknown label", int((~missing).sum()), int(valid.sum()))
+    keep = (valid & has_text).to_numpy()
+    report.add("drop missing text", int(valid.sum()), int(keep.sum()))
+    out = pd.DataFrame({"text": text[keep].astype(str).to_numpy(), "label": label[keep]})
+    for extra in EXTRA_COLUMNS:
+        if extra in frame.columns:
+            out[extra] = frame.loc[keep, extra].to_numpy()
+    return out
+
+
+def load_labeled(path: str | Path, data: DataConfig, clean: CleanConfig) -> LabeledData:
+    """Read, map and clean one file."""
+    raw = read_table(path, strict=data.strict)
+    report = CleaningReport()
+    if raw.non_utf8_bytes:
+        report.notes.append(f"{raw.non_utf8_bytes} non-UTF-8 byte sequences replaced while reading")
+    mapped = map_columns(raw.frame, data, raw.path, report)
+    cleaned = clean_frame(mapped, clean, report)
+    if cleaned.empty:
+        raise DataError(f"{raw.path.name}: no rows left after cleaning ({len(raw.frame)} read)")
+    source = {
+        "path": str(raw.path),
+        "sha256": raw.sha256,
+        "rows_raw": len(raw.frame),
+        "rows_clean": len(cleaned),
+    }
+    return LabeledData(frame=cleaned, report=report, source=source)
+
+
+@dataclass
+class Splits:
+    train: pd.DataFrame
+    val: pd.DataFrame | None
+    test: pd.DataFrame | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "train": len(self.train),
+            "val": 0 if self.val is None else len(self.val),
+            "test": 0 if self.test is None else len(self.test),
+        }
+
+
+def _carve(frame: pd.DataFrame, frac: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified split when every class has two rows, else a plain random one."""
+    counts = frame["label"].value_counts()
+    stratify = frame["label"] if counts.min() >= 2 and len(counts) > 1 else None
+    rest, part = train_test_split(frame, test_size=frac, random_state=seed, stratify=stratify)
+    return rest.reset_index(drop=True), part.reset_index(drop=True)
+
+
+def make_splits(
+    train: pd.DataFrame,
+    val: pd.DataFrame | None,
+    test: pd.DataFrame | None,
+    cfg: SplitConfig,
+    seed: int,
+) -> Splits:
+    """Carve the sets that were not given from the training pool, then remove leaked texts."""
+    info: dict[str, Any] = {}
+    pool = train
+    if test is None and cfg.test_frac > 0:
+        pool, test = _carve(pool, cfg.test_frac, seed)
+        info["test"] = f"carved {cfg.test_frac:.0%} of the training data (stratified, seed {seed})"
+    if val is None and cfg.val_frac > 0:
+        pool, val = _carve(pool, cfg.val_frac / (1 - (cfg.test_frac if "test" in info else 0)), seed + 1)
+        info["val"] = f"carved {cfg.val_frac:.0%} of the training data (stratified, seed {seed + 1})"
+    leaked = {"train_in_val_or_test": 0, "val_in_test": 0}
+    if cfg.leakage_guard:
+        held: set[str] = set()
+        for part in (val, test):
+            if part is not None:
+                held.update(part["text"].map(dedupe_key))
+        if held:
+            mask = pool["text"].map(dedupe_key).isin(held).to_numpy()
+            leaked["train_in_val_or_test"] = int(mask.sum())
+            pool = pool[~mask].reset_index(drop=True)
+        if val is not None and test is not None:
+            mask = val["text"].map(dedupe_key).isin(set(test["text"].map(dedupe_key))).to_numpy()
+            leaked["val_in_test"] = int(mask.sum())
+            val = val[~mask].reset_index(drop=True)
+    info["leakage_removed"] = leaked
+    if pool.empty:
+        raise DataError("no training rows left after splitting and the leakage guard")
+    missing = [LABELS[i] for i in range(len(LABELS)) if not (pool["label"] == i).any()]
+    if missing:
+        raise DataError(f"class {', '.join(missing)} has no examples in the training data")
+    return Splits(train=pool.reset_index(drop=True), val=val, test=test, info=info)

@@ -1,0 +1,78 @@
+"""Rebuild a trained model from its run folder alone and score raw texts.
+
+Kept free of heavy imports (no Lightning) so ``medsent predict --text`` starts fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import ValidationError
+
+from medsent.config import RunConfig, format_validation_error
+from medsent.data.clean import normalize_text
+from medsent.errors import RunError
+from medsent.labels import LABELS
+from medsent.models.registry import get_model_spec
+from medsent.runs import check_run_folder, read_json
+
+
+class ProbabilisticModel(Protocol):
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def load_config(run_dir: Path) -> RunConfig:
+    try:
+        return RunConfig.model_validate(read_json(run_dir / "config.json"))
+    except ValidationError as exc:
+        raise RunError(f"{run_dir / 'config.json'} is invalid: {format_validation_error(exc)}") from None
+
+
+def negation_for(cfg: RunConfig) -> bool:
+    spec = get_model_spec(cfg.model)
+    return spec.negation_default if cfg.text.negation is None else cfg.text.negation
+
+
+def _load_model(run_dir: Path, cfg: RunConfig) -> ProbabilisticModel:
+    spec = get_model_spec(cfg.model)
+    if spec.family == "sklearn":
+        from medsent.models.svm import SvmClassifier
+
+        return SvmClassifier.load(run_dir / "model", cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
+    raise RunError(f"run {run_dir} has model family '{spec.family}', which this version cannot load")
+
+
+class Predictor:
+    """Raw text in, calibrated class probabilities out; the same cleaning as in training."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.meta: dict[str, Any] = check_run_folder(self.run_dir)
+        self.config = load_config(self.run_dir)
+        labels = read_json(self.run_dir / "labels.json")
+        if labels.get("labels") != list(LABELS):
+            raise RunError(f"{self.run_dir}: label map {labels.get('labels')} is not {list(LABELS)}")
+        self.labels = list(LABELS)
+        self.model = _load_model(self.run_dir, self.config)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        cleaned = [normalize_text(t, self.config.clean) for t in texts]
+        proba = self.model.predict_proba(cleaned)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        proba = self.predict_proba(texts)
+        out = []
+        for row in proba:
+            best = int(row.argmax())
+            out.append(
+                {
+                    "prediction": self.labels[best],
+                    "confidence": float(row[best]),
+                    "probabilities": {name: float(p) for name, p in zip(self.labels, row, strict=True)},
+                }
+            )
+        return out

@@ -1,0 +1,142 @@
+"""One training run end to end: data -> splits -> fit -> score -> self-describing run folder."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsent import __version__
+from medsent.config import RunConfig
+from medsent.data.dataset import LabeledData, Splits, load_labeled, make_splits
+from medsent.evaluation.metrics import compute_metrics, metrics_markdown
+from medsent.labels import LABELS
+from medsent.models.registry import get_model_spec
+from medsent.predict import Predictor, negation_for
+from medsent.runs import RunWriter, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    fit_seconds: float
+
+
+def _fit_sklearn(cfg: RunConfig, splits: Splits, folder: Path) -> dict[str, Any]:
+    from medsent.models.svm import SvmClassifier
+
+    model = SvmClassifier(cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
+    model.fit(splits.train["text"].tolist(), splits.train["label"].to_numpy())
+    model.save(folder)
+    return {}
+
+
+def _manifest(parts: dict[str, LabeledData | None], splits: Splits) -> dict[str, Any]:
+    files = {}
+    for role, data in parts.items():
+        if data is not None:
+            files[role] = {
+                **data.source,
+                "cleaning": data.report.to_dict(),
+                "class_counts": data.class_counts(),
+            }
+    split_counts = {}
+    for role, frame in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+        if frame is not None:
+            counts = np.bincount(frame["label"].to_numpy(dtype=int), minlength=len(LABELS))
+            split_counts[role] = {name: int(c) for name, c in zip(LABELS, counts, strict=True)}
+    return {"files": files, "splits": splits.sizes(), "split_class_counts": split_counts, **splits.info}
+
+
+def _report(cfg: RunConfig, manifest: dict[str, Any], metrics: dict[str, Any], fit_s: float) -> str:
+    lines = [
+        f"# medsent run: {cfg.model}",
+        "",
+        f"- created: {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"- medsent {__version__}, Python {platform.python_version()}, {platform.machine()}",
+        f"- fit time: {fit_s:.1f} s",
+        f"- split sizes: {manifest['splits']}",
+        f"- leakage guard removed: {manifest['leakage_removed']}",
+        "",
+    ]
+    for role, info in manifest["files"].items():
+        lines += [f"## Data: {role} ({info['path']})", "", _cleaning_md(info["cleaning"]), ""]
+    for role in ("val", "test"):
+        if role in metrics:
+            lines += [metrics_markdown(metrics[role], f"{role} metrics"), ""]
+    return "\n".join(lines)
+
+
+def _cleaning_md(cleaning: dict[str, Any]) -> str:
+    rows = ["| step | rows in | rows out | dropped | changed |", "|---|---:|---:|---:|---:|"]
+    for s in cleaning["steps"]:
+        rows.append(f"| {s['step']} | {s['rows_in']} | {s['rows_out']} | {s['dropped']} | {s['changed']} |")
+    rows += [f"\n- {note}" for note in cleaning["notes"]]
+    return "\n".join(rows)
+
+
+def train_run(
+    cfg: RunConfig,
+    train_path: Path,
+    out: Path,
+    val_path: Path | None = None,
+    test_path: Path | None = None,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train, then score validation and (once) test, and commit the run folder atomically."""
+    spec = get_model_spec(cfg.model)
+    train_data = load_labeled(train_path, cfg.data, cfg.clean)
+    val_data = load_labeled(val_path, cfg.data, cfg.clean) if val_path else None
+    test_data = load_labeled(test_path, cfg.data, cfg.clean) if test_path else None
+    splits = make_splits(
+        train_data.frame,
+        val_data.frame if val_data else None,
+        test_data.frame if test_data else None,
+        cfg.split,
+        cfg.seed,
+    )
+    log.info("splits: %s", splits.sizes())
+    writer = RunWriter(out, overwrite=overwrite)
+    try:
+        model_dir = writer.path / "model"
+        model_dir.mkdir()
+        start = time.perf_counter()
+        extra: dict[str, Any] = {}
+        if spec.family == "sklearn":
+            extra = _fit_sklearn(cfg, splits, model_dir)
+        fit_s = time.perf_counter() - start
+        write_json(writer.path / "config.json", cfg.model_dump(mode="json"))
+        write_json(
+            writer.path / "labels.json", {"labels": list(LABELS), "ids": {n: i for i, n in enumerate(LABELS)}}
+        )
+        manifest = _manifest({"train": train_data, "val": val_data, "test": test_data}, splits)
+        write_json(writer.path / "manifest.json", manifest)
+        # Score through the same loader that predict/evaluate use, so the saved artifact is what is measured.
+        write_json(writer.path / "run.json", {"model": cfg.model, "family": spec.family})
+        predictor = Predictor(writer.path)
+        metrics: dict[str, Any] = {"fit_seconds": fit_s, **extra}
+        for role, frame in (("val", splits.val), ("test", splits.test)):
+            if frame is not None and len(frame):
+                start = time.perf_counter()
+                proba = predictor.predict_proba(frame["text"].tolist())
+                elapsed = time.perf_counter() - start
+                metrics[role] = compute_metrics(frame["label"].to_numpy(), proba)
+                metrics[role]["predict_reviews_per_s"] = len(frame) / max(elapsed, 1e-9)
+        write_json(writer.path / "metrics.json", metrics)
+        (writer.path / "report.md").write_text(_report(cfg, manifest, metrics, fit_s), encoding="utf-8")
+        run_dir = writer.commit(
+            {"model": cfg.model, "family": spec.family, "created": datetime.now(UTC).isoformat()}
+        )
+    except BaseException:
+        writer.abort()
+        raise
+    return TrainResult(run_dir=run_dir, metrics=metrics, fit_seconds=fit_s)

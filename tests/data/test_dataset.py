@@ -1,0 +1,108 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medsent.config import CleanConfig, DataConfig, SplitConfig, build_config
+from medsent.data.clean import dedupe_key
+from medsent.data.dataset import load_labeled, make_splits
+from medsent.data.presets import preset_layer
+from medsent.errors import ConfigError, DataError
+from tests.conftest import ASKAPATIENT, WEBMD_VAL
+
+
+def _webmd() -> DataConfig:
+    return build_config({"data": preset_layer("webmd")}).data
+
+
+def test_webmd_preset_maps_satisfaction_1_to_5(webmd_train_csv: Path) -> None:
+    data = load_labeled(webmd_train_csv, _webmd(), CleanConfig())
+    raw = pd.read_csv(webmd_train_csv)
+    kept = raw[raw["satisfaction"].notna()]
+    assert set(data.frame["label"]) == {0, 1, 2}
+    assert len(data.frame) <= len(kept)
+    steps = [s["step"] for s in data.report.to_dict()["steps"]]
+    assert steps[0] == "rows read" and "drop exact duplicates" in steps
+
+
+def test_askapatient_second_schema_loads_with_its_preset() -> None:
+    cfg = build_config({"data": preset_layer("askapatient")}).data
+    data = load_labeled(ASKAPATIENT, cfg, CleanConfig())
+    counts = data.class_counts()
+    assert all(counts[k] > 100 for k in counts)
+
+
+def test_unknown_preset_lists_known_ones() -> None:
+    with pytest.raises(ConfigError, match="known: askapatient, drugscom, webmd"):
+        preset_layer("yelp")
+
+
+def test_missing_column_lists_columns_found(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("body,stars\nfine drug for me,3\n")
+    with pytest.raises(DataError, match=r"text column 'review' not found \(columns found: body, stars\)"):
+        load_labeled(path, _webmd(), CleanConfig())
+    with pytest.raises(DataError, match="rating column 'satisfaction' not found"):
+        load_labeled(path, _webmd().model_copy(update={"text_col": "body"}), CleanConfig())
+
+
+def test_ratings_outside_scale_are_counted_and_dropped_or_refused_when_strict(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("review,satisfaction\nworked well for me,5\nno good at all,9\nit was okay I guess,3\n")
+    data = load_labeled(path, _webmd(), CleanConfig())
+    assert data.frame["label"].tolist() == [2, 1]
+    assert any("1 ratings outside the scale 1-5" in n for n in data.report.notes)
+    with pytest.raises(DataError, match=r"outside the scale.*--strict"):
+        load_labeled(path, _webmd().model_copy(update={"strict": True}), CleanConfig())
+
+
+def test_label_column_with_names_and_unknown_labels(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text(
+        '{"text": "worked well for me", "label": "positive"}\n'
+        '{"text": "made me very sick", "label": "bad"}\n'
+        '{"text": "it was just okay", "label": 1}\n'
+    )
+    cfg = DataConfig(text_col="text", label_col="label")
+    data = load_labeled(path, cfg, CleanConfig())
+    assert data.frame["label"].tolist() == [2, 1]
+    assert "1 labels not in" in data.report.notes[0]
+
+
+def test_no_rows_left_after_cleaning(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("review,satisfaction\nok,3\n,4\n")
+    with pytest.raises(DataError, match="no rows left after cleaning"):
+        load_labeled(path, _webmd(), CleanConfig())
+
+
+def test_stratified_split_sizes_and_class_shares(webmd_train_csv: Path) -> None:
+    frame = load_labeled(webmd_train_csv, _webmd(), CleanConfig()).frame
+    splits = make_splits(frame, None, None, SplitConfig(), seed=3)
+    n = len(frame)
+    assert abs(len(splits.test) - 0.2 * n) <= 2 and abs(len(splits.val) - 0.1 * n) <= 2
+    share = frame["label"].value_counts(normalize=True)
+    assert (splits.train["label"].value_counts(normalize=True) - share).abs().max() < 0.02
+    again = make_splits(frame, None, None, SplitConfig(), seed=3)
+    assert again.test["text"].tolist() == splits.test["text"].tolist()
+
+
+def test_leakage_guard_removes_held_out_texts_from_training(webmd_train_csv: Path) -> None:
+    frame = load_labeled(webmd_train_csv, _webmd(), CleanConfig()).frame
+    val = frame.iloc[:30].copy()
+    val["text"] = val["text"].str.upper() + "!!"  # same review, different case and punctuation
+    splits = make_splits(frame, val.reset_index(drop=True), None, SplitConfig(test_frac=0), seed=0)
+    assert splits.info["leakage_removed"]["train_in_val_or_test"] == 30
+    train_keys = set(splits.train["text"].map(dedupe_key))
+    assert not train_keys & set(val["text"].map(dedupe_key))
+
+
+def test_a_class_with_no_examples_is_refused(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"text": [f"review number {i} text" for i in range(20)], "label": [0, 2] * 10})
+    with pytest.raises(DataError, match="class Neutral has no examples"):
+        make_splits(frame, None, None, SplitConfig(), seed=0)
+
+
+def test_validation_file_of_the_study_is_readable() -> None:
+    data = load_labeled(WEBMD_VAL, _webmd(), CleanConfig())
+    assert 1200 <= len(data.frame) <= 1237

@@ -1,0 +1,131 @@
+"""The command line through its real entry point: exit codes, one-line errors, JSON output."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medsent.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    code = exc.value.code if isinstance(exc.value.code, int) else 0
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, fragment: str) -> None:
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith(("INFO", "WARNING"))]
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in err
+
+
+def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "train" in out and "evaluate" in out
+
+
+def test_train_evaluate_predict_round_trip(
+    capsys: pytest.CaptureFixture[str], webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "run"
+    code, out, _ = run(
+        capsys, "train", "--model", "svm", "--data", str(webmd_train_csv), "--val-data", str(webmd_val_csv),
+        "--preset", "webmd", "--out", str(out_dir), "--seed", "5", "--set", "svm.C=0.2",
+    )  # fmt: skip
+    assert code == 0 and "val: macro-F1" in out
+    saved = json.loads((out_dir / "config.json").read_text())
+    assert saved["svm"]["C"] == 0.2 and saved["seed"] == 5
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    assert manifest["files"]["train"]["sha256"] and manifest["splits"]["test"] > 0
+
+    code, out, _ = run(capsys, "evaluate", str(out_dir), "--data", str(webmd_val_csv), "--json")
+    metrics = json.loads(out)
+    assert code == 0
+    assert {
+        "macro_f1",
+        "weighted_f1",
+        "accuracy",
+        "kappa",
+        "ece",
+        "n",
+        "per_class",
+        "confusion_matrix",
+    } <= set(metrics)
+    assert set(metrics["per_class"]) == {"Negative", "Neutral", "Positive"}
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"]
+    stored = json.loads((out_dir / "metrics.json").read_text())["val"]
+    assert metrics["macro_f1"] == pytest.approx(stored["macro_f1"])
+
+    code, out, _ = run(capsys, "predict", str(out_dir), "--text", "Worked great, no side effects at all.")
+    row = json.loads(out)
+    assert code == 0 and row["prediction"] in ("Negative", "Neutral", "Positive")
+    assert sum(row["probabilities"].values()) == pytest.approx(1.0)
+
+    for suffix in (".csv", ".parquet", ".jsonl"):
+        dst = tmp_path / f"pred{suffix}"
+        code, _, _ = run(capsys, "predict", str(out_dir), "--input", str(webmd_val_csv), "--output", str(dst))
+        assert code == 0
+        pred = (
+            pd.read_csv(dst)
+            if suffix == ".csv"
+            else (pd.read_parquet(dst) if suffix == ".parquet" else pd.read_json(dst, lines=True))
+        )
+        src = pd.read_csv(webmd_val_csv)
+        assert len(pred) == len(src) and {"drug", "label", "confidence", "p_neutral"} <= set(pred.columns)
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "--model", "svm", "--data", "missing.csv"], "data file not found: missing.csv"),
+        (["train", "--model", "gpt9", "--data", "x.csv"], "unknown model 'gpt9'; known: svm"),
+        (["train", "--data", "x.csv", "--set", "svm.C"], "--set expects KEY=VALUE"),
+        (["train", "--data", "x.csv", "--set", "svm.C=-3"], "svm.C"),
+        (["train", "--data", "x.csv", "--preset", "yelp"], "unknown data preset 'yelp'"),
+        (["evaluate", "no-such-run", "--data", "x.csv"], "run folder not found"),
+        (["data", "inspect", "x.xlsx"], "data file not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str
+) -> None:
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, fragment)
+
+
+def test_wrong_columns_and_empty_text(
+    capsys: pytest.CaptureFixture[str], svm_run: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("body,stars\nfine,3\n")
+    code, _, err = run(capsys, "data", "inspect", str(path), "--preset", "webmd")
+    assert_one_line_error(code, err, "columns found: body, stars")
+    code, _, err = run(capsys, "predict", str(svm_run), "--text", "   ")
+    assert_one_line_error(code, err, "--text is empty")
+    code, _, err = run(capsys, "predict", str(svm_run))
+    assert_one_line_error(code, err, "give --text")
+
+
+def test_data_inspect_and_prepare(
+    capsys: pytest.CaptureFixture[str], webmd_train_csv: Path, tmp_path: Path
+) -> None:
+    code, out, _ = run(
+        capsys, "data", "inspect", str(webmd_train_csv), "--preset", "webmd", "--out", str(tmp_path / "i")
+    )
+    assert code == 0 and "Imbalance ratio" in out and (tmp_path / "i" / "class_distribution.png").is_file()
+    dst = tmp_path / "clean.parquet"
+    code, out, _ = run(
+        capsys, "data", "prepare", str(webmd_train_csv), "--preset", "webmd", "-o", str(dst), "--negation"
+    )
+    cleaned = pd.read_parquet(dst)
+    assert code == 0 and {"text", "label", "label_name", "text_negation"} <= set(cleaned.columns)
+
+
+def test_demo_runs_on_the_embedded_data(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "demo", "--out", str(tmp_path / "demo"))
+    assert code == 0 and "test macro-F1" in out
+    assert (tmp_path / "demo" / "report.md").is_file()

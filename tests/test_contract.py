@@ -1,0 +1,29 @@
+"""Every registered model: fit, probabilities that sum to 1, save -> load -> the same predictions."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medsent.config import build_config
+from medsent.data.presets import preset_layer
+from medsent.models.registry import MODELS
+from medsent.predict import Predictor
+from medsent.train import train_run
+
+PROBES = ["No side effects and my pain is gone.", "Made me dizzy, stopped after a week.", "It is okay."]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_registered_model_contract(
+    name: str, webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+) -> None:
+    cfg = build_config({"model": name, "data": preset_layer("webmd"), "split": {"test_frac": 0}})
+    result = train_run(cfg, webmd_train_csv, tmp_path / "run", val_path=webmd_val_csv)
+    predictor = Predictor(result.run_dir)
+    proba = predictor.predict_proba(PROBES)
+    assert proba.shape == (3, 3)
+    assert np.allclose(proba.sum(axis=1), 1.0) and (proba >= 0).all()
+    reloaded = Predictor(result.run_dir).predict_proba(PROBES)
+    assert np.allclose(proba, reloaded, atol=1e-6)
+    assert 0.0 <= result.metrics["val"]["macro_f1"] <= 1.0
