@@ -32,14 +32,16 @@ def main() -> None:
     )
     total = time.perf_counter() - start
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
     )
     pool = load_labeled(DATA / "webmd_reviews.csv", cfg.data, cfg.clean)
     print("\ncleaning report (pool):")
     print(pool.report.to_markdown())
     m = result.metrics["val"]
     print(
-        f"\nval n={m['n']}: macro-F1 {m['macro_f1']:.4f}  accuracy {m['accuracy']:.4f}  kappa {m['kappa']:.4f}  ECE {m['ece']:.4f}"
+        f"\nval n={m['n']}: macro-F1 {m['macro_f1']:.4f}  accuracy {m['accuracy']:.4f}  "
+        f"kappa {m['kappa']:.4f}  ECE {m['ece']:.4f}"
     )
     print("per-class F1: " + "  ".join(f"{k} {v['f1']:.4f}" for k, v in m["per_class"].items()))
     print(f"fit: {result.fit_seconds:.1f} s  (whole train command incl. loading/cleaning: {total:.1f} s)")

@@ -11,6 +11,12 @@ from medsent.models.registry import MODELS
 from medsent.predict import Predictor
 from medsent.train import train_run
 
+# Small widths and two epochs: the contract is about behaviour, not accuracy.
+TINY = {
+    "textcnn": {"embed_dim": 24, "num_filters": 8},
+    "bilstm": {"embed_dim": 16, "hidden_dim": 12, "fc_dim": 8},
+    "trainer": {"max_epochs": 2, "progress_bar": False},
+}
 PROBES = ["No side effects and my pain is gone.", "Made me dizzy, stopped after a week.", "It is okay."]
 
 
@@ -18,7 +24,7 @@ PROBES = ["No side effects and my pain is gone.", "Made me dizzy, stopped after 
 def test_registered_model_contract(
     name: str, webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
 ) -> None:
-    cfg = build_config({"model": name, "data": preset_layer("webmd"), "split": {"test_frac": 0}})
+    cfg = build_config({"model": name, "data": preset_layer("webmd"), "split": {"test_frac": 0}, **TINY})
     result = train_run(cfg, webmd_train_csv, tmp_path / "run", val_path=webmd_val_csv)
     predictor = Predictor(result.run_dir)
     proba = predictor.predict_proba(PROBES)

@@ -43,11 +43,19 @@ StrictOpt = Annotated[
 
 
 def _setup_logging(verbose: bool = True) -> None:
+    import warnings
+
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    # Lightning logs through its own handler; keep one copy of each line and drop its adverts.
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).propagate = False
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def _data_layer(
@@ -175,16 +183,71 @@ def train(
         list[str] | None, typer.Option("--set", help="Override any config field, e.g. --set svm.C=0.5.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    preset_config: Annotated[
+        str | None,
+        typer.Option(
+            "--preset-config", help="The study's configuration: v1, v2 or recommended (default v2)."
+        ),
+    ] = None,
+    max_epochs: Annotated[int | None, typer.Option("--max-epochs", help="Neural: epoch limit.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Neural: batch size.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Neural: learning rate.")] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="Neural: 32, bf16, fp16 or auto (bf16 on a GPU).")
+    ] = None,
+    accelerator: Annotated[str | None, typer.Option("--accelerator", help="auto, cpu, gpu.")] = None,
+    devices: Annotated[
+        int | None, typer.Option("--devices", help="Neural: devices per node (DDP if > 1).")
+    ] = None,
+    num_nodes: Annotated[int | None, typer.Option("--num-nodes", help="Neural: machines (DDP).")] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue a killed neural run from its last checkpoint.")
+    ] = None,
 ) -> None:
     """Train one model and write a self-describing run folder."""
-    from medsent.config import build_config, load_yaml
-    from medsent.train import train_run
+    from medsent.config import build_config, load_yaml, model_preset_layer
+    from medsent.models.registry import get_model_spec
+    from medsent.train import resume_args, train_run
 
     _setup_logging()
-    layers: list[dict[str, Any]] = []
+    if resume is not None:
+        info = resume_args(resume)
+        cfg = build_config(info["config"])
+        result = train_run(
+            cfg,
+            Path(info["train"]),
+            resume,
+            val_path=Path(info["val"]) if info.get("val") else None,
+            test_path=Path(info["test"]) if info.get("test") else None,
+            resume=True,
+        )
+        _print_result(result)
+        return
+    spec = get_model_spec(model)
+    layers: list[dict[str, Any]] = [
+        model_preset_layer(spec.name, preset_config) if spec.family == "neural" else {}
+    ]
+    if preset_config is not None and spec.family != "neural":
+        raise ConfigError(f"--preset-config applies to neural models, not '{spec.name}'")
     if config is not None:
         layers.append(load_yaml(config))
-    cli: dict[str, Any] = {"model": model}
+    cli: dict[str, Any] = {"model": spec.name}
+    trainer_layer = {
+        k: v
+        for k, v in {
+            "max_epochs": max_epochs,
+            "batch_size": batch_size,
+            "precision": precision,
+            "accelerator": accelerator,
+            "devices": devices,
+            "num_nodes": num_nodes,
+        }.items()
+        if v is not None
+    }
+    if trainer_layer:
+        cli["trainer"] = trainer_layer
+    if lr is not None:
+        cli["optim"] = {"lr": lr}
     data_layer = _data_layer(preset, text_col, label_col, rating_col, strict)
     if data_layer:
         cli["data"] = data_layer
@@ -205,8 +268,24 @@ def train(
         raise DataError("--data is required (the training file)")
     target = out or Path("runs") / f"{cfg.model}-seed{cfg.seed}"
     result = train_run(cfg, data, target, val_path=val_data, test_path=test_data, overwrite=overwrite)
+    _print_result(result)
+
+
+def _print_result(result: Any) -> None:
+    if not result.metrics:  # a DDP worker process: rank 0 reports
+        return
     typer.echo(f"run: {result.run_dir}")
     typer.echo(f"fit: {result.fit_seconds:.1f} s")
+    m = result.metrics
+    if "epochs_run" in m:
+        speed = m.get("train_samples_per_s")
+        typer.echo(
+            f"epochs run {m['epochs_run']}, best epoch {m['best_epoch']}, precision {m['precision']}, "
+            f"{speed:.0f} train samples/s, params {m['params_total']:,}, vocab {m['vocab_size']:,} "
+            f"({m['vocab_coverage']:.1%} token coverage)"
+            if speed
+            else f"epochs run {m['epochs_run']}, best epoch {m['best_epoch']}"
+        )
     for role in ("val", "test"):
         if role in result.metrics:
             m = result.metrics[role]

@@ -117,6 +117,103 @@ class SvmConfig(_Strict):
         return self
 
 
+class VocabConfig(_Strict):
+    """Word-level vocabulary and the static padded lengths batches are bucketed into."""
+
+    max_size: int = Field(default=50_000, ge=10)
+    min_freq: int = Field(default=2, ge=1)
+    max_len: int = Field(default=256, ge=8)
+    buckets: tuple[int, ...] = (32, 64, 128, 256)
+
+    @model_validator(mode="after")
+    def _buckets_sorted(self) -> VocabConfig:
+        if not self.buckets or list(self.buckets) != sorted(set(self.buckets)) or self.buckets[0] < 8:
+            raise ValueError("buckets must be increasing lengths of at least 8")
+        return self
+
+
+class EmbeddingConfig(_Strict):
+    """Initial word vectors: random, or ``minilm`` (the shipped encoder's wordpiece table, 384-d), or a
+    path to any Hugging Face model folder; the model's embed_dim must match the source's width."""
+
+    init: str | None = None
+    freeze: bool = False
+
+
+class TextCNNConfig(_Strict):
+    """Kim-style CNN; BatchNorm before ReLU is the study's V2 addition."""
+
+    embed_dim: int = Field(default=300, ge=8)
+    kernel_sizes: tuple[int, ...] = (3, 4, 5)
+    num_filters: int = Field(default=100, ge=1)
+    dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
+    batch_norm: bool = True
+
+
+class BiLSTMConfig(_Strict):
+    """BiLSTM with additive attention; the dropouts and LayerNorms are the study's V2 regularisation."""
+
+    embed_dim: int = Field(default=300, ge=8)
+    hidden_dim: int = Field(default=256, ge=4)
+    num_layers: int = Field(default=2, ge=1)
+    embed_dropout: float = Field(default=0.4, ge=0.0, lt=1.0)
+    recurrent_dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
+    output_dropout: float = Field(default=0.7, ge=0.0, lt=1.0)
+    fc_dropout: float = Field(default=0.6, ge=0.0, lt=1.0)
+    fc_dim: int = Field(default=128, ge=1)
+    layer_norm: bool = True
+    attention: bool = True
+
+
+class LossConfig(_Strict):
+    """Loss by name; ``class_weights="auto"`` computes n / (k * n_c) from the training labels."""
+
+    name: str = "focal"
+    gamma: float = Field(default=2.0, ge=0.0)
+    smoothing: float = Field(default=0.1, ge=0.0, lt=1.0)
+    class_weights: Literal["auto"] | tuple[float, float, float] | None = "auto"
+
+
+class OptimConfig(_Strict):
+    name: Literal["adamw", "adam"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(default=1e-8, gt=0.0)
+
+
+class SchedulerConfig(_Strict):
+    """Scheduler by name; the fields used depend on it (see medsent.neural.schedulers)."""
+
+    name: str = "cosine_restarts"
+    t0: int = Field(default=5, ge=1)
+    t_mult: int = Field(default=2, ge=1)
+    eta_min: float = Field(default=1e-6, ge=0.0)
+    plateau_patience: int = Field(default=2, ge=0)
+    plateau_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    warmup_ratio: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+
+class TrainerConfig(_Strict):
+    """The training loop: epochs, batch, precision, clipping, accumulation, early stopping, devices."""
+
+    max_epochs: int = Field(default=15, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    eval_batch_size: int = Field(default=256, ge=1)
+    precision: Literal["auto", "32", "bf16", "fp16"] = "auto"
+    grad_clip: float | None = Field(default=1.0, gt=0.0)
+    accumulate: int = Field(default=1, ge=1)
+    monitor: Literal["val_macro_f1", "val_loss"] = "val_macro_f1"
+    patience: int = Field(default=5, ge=1)
+    min_delta: float = Field(default=0.001, ge=0.0)
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int = Field(default=1, ge=1)
+    num_nodes: int = Field(default=1, ge=1)
+    num_threads: int | None = Field(default=None, ge=1)
+    limit_train_batches: float | int | None = None
+    progress_bar: bool = True
+
+
 class RunConfig(_Strict):
     """Everything one training run needs; saved resolved in the run folder."""
 
@@ -127,6 +224,33 @@ class RunConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     text: TextConfig = Field(default_factory=TextConfig)
     svm: SvmConfig = Field(default_factory=SvmConfig)
+    vocab: VocabConfig = Field(default_factory=VocabConfig)
+    embeddings: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    textcnn: TextCNNConfig = Field(default_factory=TextCNNConfig)
+    bilstm: BiLSTMConfig = Field(default_factory=BiLSTMConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+
+PRESET_DIR = Path(__file__).parent / "presets"
+PRESET_VERSIONS = ("v1", "v2")
+
+
+def model_preset_layer(model: str, version: str | None) -> dict[str, Any]:
+    """The study's V1 / V2 configuration of a model as a config layer; V2 is the default."""
+    files = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    if version is None:
+        path = PRESET_DIR / f"{model}_v2.yaml"
+        return load_yaml(path) if path.is_file() else {}
+    version = version.lower()
+    if version == "recommended":
+        version = "v2"
+    path = PRESET_DIR / f"{model}_{version}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no preset '{version}' for model '{model}'; known: {', '.join(files)}")
+    return load_yaml(path)
 
 
 def format_validation_error(exc: ValidationError) -> str:

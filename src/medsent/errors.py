@@ -17,3 +17,9 @@ class ConfigError(MedsentError):
 
 class RunError(MedsentError):
     """A run folder is missing, incomplete or tampered with."""
+
+
+class TrainingError(MedsentError):
+    """Training diverged (NaN/inf loss); the last good checkpoint is kept for --resume. Exit 1."""
+
+    exit_code = 1

@@ -42,6 +42,10 @@ def _load_model(run_dir: Path, cfg: RunConfig) -> ProbabilisticModel:
         from medsent.models.svm import SvmClassifier
 
         return SvmClassifier.load(run_dir / "model", cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
+    if spec.family == "neural":
+        from medsent.neural.infer import NeuralClassifier
+
+        return NeuralClassifier.load(run_dir / "model", cfg)
     raise RunError(f"run {run_dir} has model family '{spec.family}', which this version cannot load")
 
 

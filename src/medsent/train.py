@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,11 +16,12 @@ import numpy as np
 from medsent import __version__
 from medsent.config import RunConfig
 from medsent.data.dataset import LabeledData, Splits, load_labeled, make_splits
+from medsent.errors import DataError, TrainingError
 from medsent.evaluation.metrics import compute_metrics, metrics_markdown
 from medsent.labels import LABELS
 from medsent.models.registry import get_model_spec
 from medsent.predict import Predictor, negation_for
-from medsent.runs import RunWriter, write_json
+from medsent.runs import RunWriter, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,43 @@ def _fit_sklearn(cfg: RunConfig, splits: Splits, folder: Path) -> dict[str, Any]
     model.fit(splits.train["text"].tolist(), splits.train["label"].to_numpy())
     model.save(folder)
     return {}
+
+
+def work_dir_for(out: Path) -> Path:
+    """Checkpoints of a neural run in progress live beside the run folder until it is committed."""
+    return out.parent / f".{out.name}.work"
+
+
+def _fit_neural(
+    cfg: RunConfig, splits: Splits, folder: Path, work: Path, resume: bool
+) -> dict[str, Any] | None:
+    """Returns None on DDP ranks other than 0, which leave the run folder to rank 0."""
+    from medsent.neural.fit import fit_neural, is_global_zero, plot_history, save_neural
+    from medsent.neural.module import NonFiniteLossError
+
+    if splits.val is None or splits.val.empty:
+        raise DataError(
+            "neural models need validation data for early stopping: --val-data FILE or val_frac > 0"
+        )
+    try:
+        fit = fit_neural(
+            cfg,
+            splits.train["text"].tolist(),
+            splits.train["label"].to_numpy(),
+            splits.val["text"].tolist(),
+            splits.val["label"].to_numpy(),
+            work,
+            resume=resume,
+        )
+    except NonFiniteLossError as exc:
+        raise TrainingError(f"{exc}; last good checkpoint kept in {work / 'checkpoints'}") from None
+    if not is_global_zero():
+        return None
+    save_neural(fit, folder)
+    if (work / "history.csv").exists():
+        shutil.copyfile(work / "history.csv", folder.parent / "history.csv")
+    plot_history(fit.history, folder.parent)
+    return fit.summary
 
 
 def _manifest(parts: dict[str, LabeledData | None], splits: Splits) -> dict[str, Any]:
@@ -91,9 +130,18 @@ def train_run(
     val_path: Path | None = None,
     test_path: Path | None = None,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> TrainResult:
     """Train, then score validation and (once) test, and commit the run folder atomically."""
     spec = get_model_spec(cfg.model)
+    work = work_dir_for(out)
+    if spec.family == "neural":
+        from medsent.neural.fit import is_global_zero, validate_neural_config
+
+        validate_neural_config(cfg)
+        rank_zero = is_global_zero()
+    else:
+        rank_zero = True
     train_data = load_labeled(train_path, cfg.data, cfg.clean)
     val_data = load_labeled(val_path, cfg.data, cfg.clean) if val_path else None
     test_data = load_labeled(test_path, cfg.data, cfg.clean) if test_path else None
@@ -105,14 +153,32 @@ def train_run(
         cfg.seed,
     )
     log.info("splits: %s", splits.sizes())
-    writer = RunWriter(out, overwrite=overwrite)
+    if not rank_zero:
+        # DDP worker: train alongside rank 0, which alone writes the run folder.
+        _fit_neural(cfg, splits, work / "rank-scratch", work, resume)
+        return TrainResult(run_dir=out, metrics={}, fit_seconds=0.0)
+    writer = RunWriter(out, overwrite=overwrite or resume)
     try:
         model_dir = writer.path / "model"
         model_dir.mkdir()
+        if spec.family == "neural":
+            work.mkdir(parents=True, exist_ok=True)
+            write_json(
+                work / "resume.json",
+                {
+                    "config": cfg.model_dump(mode="json"),
+                    "train": str(train_path),
+                    "val": str(val_path) if val_path else None,
+                    "test": str(test_path) if test_path else None,
+                    "out": str(out),
+                },
+            )
         start = time.perf_counter()
         extra: dict[str, Any] = {}
         if spec.family == "sklearn":
             extra = _fit_sklearn(cfg, splits, model_dir)
+        else:
+            extra = _fit_neural(cfg, splits, model_dir, work, resume) or {}
         fit_s = time.perf_counter() - start
         write_json(writer.path / "config.json", cfg.model_dump(mode="json"))
         write_json(
@@ -139,4 +205,12 @@ def train_run(
     except BaseException:
         writer.abort()
         raise
+    if work.exists():
+        shutil.rmtree(work, ignore_errors=True)
     return TrainResult(run_dir=run_dir, metrics=metrics, fit_seconds=fit_s)
+
+
+def resume_args(out: Path) -> dict[str, Any]:
+    """What a killed neural run saved about itself, for ``medsent train --resume RUN_DIR``."""
+    info = read_json(work_dir_for(out) / "resume.json")
+    return dict(info)

@@ -1,13 +1,31 @@
-"""Models chosen by name. Each entry says which family trains it and its text view defaults."""
+"""Models chosen by name. Each entry says which family trains it, its text view and how to build it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from medsent.errors import ConfigError
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from medsent.config import RunConfig
+
 Family = Literal["sklearn", "neural"]
+
+
+def _textcnn(vocab_size: int, cfg: RunConfig) -> nn.Module:
+    from medsent.models.textcnn import TextCNN
+
+    return TextCNN(vocab_size, cfg.textcnn)
+
+
+def _bilstm(vocab_size: int, cfg: RunConfig) -> nn.Module:
+    from medsent.models.bilstm import BiLSTMAttention
+
+    return BiLSTMAttention(vocab_size, cfg.bilstm)
 
 
 @dataclass(frozen=True)
@@ -16,12 +34,17 @@ class ModelSpec:
     family: Family
     negation_default: bool
     summary: str
+    build: Callable[[int, Any], Any] | None = None
 
 
 MODELS: dict[str, ModelSpec] = {
     "svm": ModelSpec("svm", "sklearn", True, "TF-IDF word + char n-grams, LinearSVC, calibrated"),
+    "textcnn": ModelSpec("textcnn", "neural", True, "TextCNN 3/4/5 x 100 filters, BatchNorm", _textcnn),
+    "bilstm": ModelSpec(
+        "bilstm", "neural", True, "2-layer BiLSTM + attention, LayerNorm, weight drop", _bilstm
+    ),
 }
-ALIASES: dict[str, str] = {}
+ALIASES: dict[str, str] = {"cnn": "textcnn", "lstm": "bilstm"}
 
 
 def get_model_spec(name: str) -> ModelSpec:

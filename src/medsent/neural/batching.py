@@ -1,0 +1,36 @@
+"""Static-length padding shared by training and inference (no Lightning import: keeps predict fast)."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+import torch
+
+
+def bucket_of(length: int, buckets: Sequence[int]) -> int:
+    """Index of the smallest bucket that fits; longer sequences were cut to the last bucket."""
+    return min(bisect.bisect_left(list(buckets), length), len(buckets) - 1)
+
+
+class PadCollator:
+    """Pad a batch to its bucket's static length."""
+
+    def __init__(self, buckets: Sequence[int], pad_id: int) -> None:
+        self.buckets = list(buckets)
+        self.pad_id = pad_id
+
+    def __call__(self, items: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
+        longest = max(len(ids) for ids, _ in items)
+        width = self.buckets[bucket_of(longest, self.buckets)]
+        width = max(width, longest)
+        input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
+        for row, (ids, _) in enumerate(items):
+            input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": input_ids != self.pad_id
+            if self.pad_id >= 0
+            else torch.ones_like(input_ids, dtype=torch.bool),
+            "labels": torch.as_tensor([label for _, label in items], dtype=torch.long),
+        }

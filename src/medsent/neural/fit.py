@@ -1,0 +1,358 @@
+"""Training any neural model with Lightning: precision, clipping, accumulation, early stopping on
+validation macro-F1, best/last checkpoints, resume, DDP, per-epoch history and plots."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from safetensors.torch import save_file
+
+from medsent.config import RunConfig
+from medsent.errors import ConfigError
+from medsent.models.registry import get_model_spec
+from medsent.neural.data import EncodedDataset, ReviewDataModule
+from medsent.neural.infer import WEIGHTS, text_view
+from medsent.neural.losses import build_loss
+from medsent.neural.module import SentimentModule
+from medsent.neural.schedulers import check_scheduler_name
+from medsent.neural.vocab import PAD_ID, WordVocab
+
+log = logging.getLogger(__name__)
+
+RESUME_CKPT = "last.ckpt"
+HISTORY_FIELDS = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "train_acc",
+    "val_acc",
+    "train_macro_f1",
+    "val_macro_f1",
+    "val_kappa",
+    "val_f1_negative",
+    "val_f1_neutral",
+    "val_f1_positive",
+    "gap_acc",
+    "lr",
+    "train_loss_var",
+    "grad_norm_mean",
+    "grad_norm_max",
+    "grad_steps_clipped",
+    "val_n",
+    "epoch_seconds",
+    "train_samples_per_s",
+]
+
+
+def ckpt_dir_for(work_dir: Path) -> Path:
+    return work_dir / "checkpoints"
+
+
+def resolve_precision(wanted: str, accelerator: str) -> str:
+    """Map our precision names to Lightning's, falling back where the hardware cannot do it."""
+    cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    if wanted == "auto":
+        return "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true"
+    if wanted == "32":
+        return "32-true"
+    if wanted == "bf16":
+        if cuda and not torch.cuda.is_bf16_supported():
+            warnings.warn("this GPU has no bf16; using fp16 with loss scaling", stacklevel=2)
+            return "16-mixed"
+        return "bf16-mixed"
+    if not cuda:
+        warnings.warn("fp16 mixed precision needs CUDA; using bf16 autocast on the CPU", stacklevel=2)
+        return "bf16-mixed"
+    return "16-mixed"
+
+
+def validate_neural_config(cfg: RunConfig) -> None:
+    """Errors that must stop a run before any data is read or a model built."""
+    from medsent.neural.losses import LOSSES
+
+    if cfg.loss.name not in LOSSES:
+        raise ConfigError(f"unknown loss '{cfg.loss.name}'; known: {', '.join(sorted(LOSSES))}")
+    check_scheduler_name(cfg.scheduler.name)
+    if cfg.embeddings.init:
+        from medsent.neural.embeddings import source_dim
+
+        width = source_dim(cfg.embeddings.init)
+        model_cfg = getattr(cfg, cfg.model, None)
+        embed_dim = getattr(model_cfg, "embed_dim", None)
+        if embed_dim is not None and embed_dim != width:
+            raise ConfigError(
+                f"embeddings.init {cfg.embeddings.init} has {width}-d vectors; "
+                f"set {cfg.model}.embed_dim={width}"
+            )
+    if cfg.scheduler.name == "plateau" and cfg.trainer.monitor not in ("val_macro_f1", "val_loss"):
+        raise ConfigError("plateau scheduler needs trainer.monitor val_macro_f1 or val_loss")
+
+
+class EpochHistory(Callback):
+    """One CSV row per epoch with every figure the study reports, plus train throughput."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._t0 = 0.0
+        self._train_s = 0.0
+        self._samples = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0, self._samples = time.perf_counter(), 0
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._samples += len(batch["labels"]) * trainer.world_size
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._train_s = time.perf_counter() - self._t0
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Written before the checkpoint callbacks (Lightning runs them last): a run killed between
+        # the two replays this epoch on resume and rewrites its row.
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        row: dict[str, Any] = {k: m.get(k, "") for k in HISTORY_FIELDS}
+        row["epoch"] = trainer.current_epoch + 1
+        if "train_acc" in m and "val_acc" in m:
+            row["gap_acc"] = m["train_acc"] - m["val_acc"]
+        row["val_n"] = m.get("val_n", "")
+        row["epoch_seconds"] = time.perf_counter() - self._t0
+        row["train_samples_per_s"] = self._samples / self._train_s if self._train_s else ""
+        # A resumed run replays the epoch it was killed in: keep one row per epoch.
+        rows = [r for r in _read_rows(self.path) if int(float(r["epoch"])) < row["epoch"]] + [row]
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    return [
+        {k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()} for r in _read_rows(path)
+    ]
+
+
+def plot_history(history: list[dict[str, float]], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return []
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for key, label in (("train_loss", "train"), ("val_loss", "val")):
+        axes[0].plot(epochs, [h[key] for h in history], marker="o", label=label)
+    axes[0].set_title("loss")
+    for key, label in (
+        ("train_macro_f1", "train macro-F1"),
+        ("val_macro_f1", "val macro-F1"),
+        ("val_f1_neutral", "val Neutral F1"),
+    ):
+        axes[1].plot(epochs, [h[key] for h in history], marker="o", label=label)
+    axes[1].set_title("F1")
+    for key, label in (("train_acc", "train"), ("val_acc", "val")):
+        axes[2].plot(epochs, [h[key] for h in history], marker="o", label=label)
+    axes[2].set_title("accuracy (gap = overfitting)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    curves = out / "curves.png"
+    fig.savefig(curves, dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(epochs, [h["lr"] for h in history], marker="o")
+    ax.set_title("learning rate per epoch")
+    ax.set_xlabel("epoch")
+    ax.set_yscale("log")
+    fig.tight_layout()
+    lr = out / "lr_schedule.png"
+    fig.savefig(lr, dpi=100)
+    plt.close(fig)
+    return [curves, lr]
+
+
+@dataclass
+class NeuralFit:
+    """What a finished fit leaves: the best weights in memory and the figures of the run."""
+
+    model: torch.nn.Module
+    vocab: WordVocab
+    summary: dict[str, Any]
+    history: list[dict[str, float]]
+
+
+def is_global_zero() -> bool:
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
+    return (_get_rank() or 0) == 0
+
+
+def fit_neural(
+    cfg: RunConfig,
+    train_texts: Sequence[str],
+    train_labels: np.ndarray,
+    val_texts: Sequence[str],
+    val_labels: np.ndarray,
+    work_dir: Path,
+    resume: bool = False,
+) -> NeuralFit:
+    """Train with early stopping and return the best epoch's weights (not the last epoch's)."""
+    validate_neural_config(cfg)
+    spec = get_model_spec(cfg.model)
+    if spec.build is None:
+        raise ConfigError(f"model '{cfg.model}' is not a neural model")
+    tc = cfg.trainer
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    train_view, val_view = text_view(train_texts, cfg), text_view(val_texts, cfg)
+    vocab_dir = work_dir / "vocab"
+    if resume and (vocab_dir / "tokenizer.json").exists():
+        vocab = WordVocab.load(vocab_dir, cfg.vocab.max_len)
+    else:
+        vocab = WordVocab.build(train_view, cfg.vocab)
+        vocab_dir.mkdir(exist_ok=True)
+        vocab.save(vocab_dir)
+    coverage = vocab.coverage(train_view)
+    log.info("vocabulary: %d tokens, %.1f%% of training tokens covered", vocab.size, 100 * coverage)
+    dm = ReviewDataModule(
+        EncodedDataset(vocab.encode(train_view), train_labels.tolist()),
+        EncodedDataset(vocab.encode(val_view), val_labels.tolist()),
+        cfg.vocab.buckets,
+        PAD_ID,
+        tc.batch_size,
+        tc.eval_batch_size,
+        cfg.seed,
+    )
+    model = spec.build(vocab.size, cfg)
+    if cfg.embeddings.init and not (resume and (ckpt_dir_for(work_dir) / RESUME_CKPT).exists()):
+        from medsent.neural.embeddings import pretrained_matrix
+
+        matrix, _ = pretrained_matrix(vocab, cfg.embeddings.init)
+        with torch.no_grad():
+            model.embedding.weight.copy_(matrix)
+    if cfg.embeddings.freeze:
+        model.embedding.weight.requires_grad_(False)
+    module = SentimentModule(
+        model, build_loss(cfg.loss, train_labels), cfg.optim, cfg.scheduler, tc.monitor, cfg.seed
+    )
+    mode = "max" if tc.monitor.endswith("f1") else "min"
+    ckpt_dir = ckpt_dir_for(work_dir)
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=tc.monitor,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+        save_on_train_epoch_end=False,  # at validation end: the resume point Lightning restores cleanly
+    )
+    history_path = work_dir / "history.csv"
+    if not resume and history_path.exists():
+        history_path.unlink()
+    callbacks: list[Callback] = [
+        EpochHistory(history_path),
+        EarlyStopping(
+            monitor=tc.monitor,
+            mode=mode,
+            patience=tc.patience,
+            min_delta=tc.min_delta,
+            check_on_train_epoch_end=False,
+        ),
+        checkpoint,
+    ]
+    world = tc.devices * tc.num_nodes
+    precision = resolve_precision(tc.precision, tc.accelerator)
+    trainer = L.Trainer(
+        max_epochs=tc.max_epochs,
+        accelerator=tc.accelerator,
+        devices=tc.devices,
+        num_nodes=tc.num_nodes,
+        strategy="ddp" if world > 1 else "auto",
+        precision=precision,  # type: ignore[arg-type]
+        gradient_clip_val=tc.grad_clip,
+        accumulate_grad_batches=tc.accumulate,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=tc.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        limit_train_batches=tc.limit_train_batches,
+        default_root_dir=str(work_dir),
+    )
+    last = ckpt_dir / RESUME_CKPT
+    ckpt_path = str(last) if resume and last.exists() else None
+    if resume and ckpt_path is None:
+        log.warning("no checkpoint in %s; starting from scratch", ckpt_dir)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    wall = time.perf_counter() - start
+    best_path = checkpoint.best_model_path
+    if best_path and Path(best_path).exists():
+        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    history = read_history(history_path)
+    best_score = checkpoint.best_model_score
+    best_epoch = None
+    if history and best_score is not None:
+        target = float(best_score)
+        best_epoch = int(min(history, key=lambda h: abs(h.get(tc.monitor, np.inf) - target))["epoch"])
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    speeds = [h["train_samples_per_s"] for h in history if np.isfinite(h.get("train_samples_per_s", np.nan))]
+    summary = {
+        "precision": precision,
+        "devices": world,
+        "epochs_run": len(history),
+        "best_epoch": best_epoch,
+        "best_val_" + tc.monitor.removeprefix("val_"): float(best_score) if best_score is not None else None,
+        "train_wall_seconds": wall,
+        "train_samples_per_s": float(np.mean(speeds)) if speeds else None,
+        "params_total": int(n_params),
+        "params_trainable": int(n_train),
+        "vocab_size": vocab.size,
+        "vocab_coverage": coverage,
+        "stopped_early": bool(
+            trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch
+        ),
+    }
+    model.eval()
+    return NeuralFit(model=model.cpu(), vocab=vocab, summary=summary, history=history)
+
+
+def save_neural(fit: NeuralFit, model_dir: Path) -> None:
+    """Weights as safetensors and the vocabulary as tokenizer.json: nothing that unpickles."""
+    state = {k: v.detach().cpu().contiguous() for k, v in fit.model.state_dict().items()}
+    save_file(state, str(model_dir / WEIGHTS))
+    fit.vocab.save(model_dir)

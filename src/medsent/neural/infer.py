@@ -1,0 +1,81 @@
+"""Neural inference from a run folder: safetensors weights + tokenizer.json, no Lightning import."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from medsent.config import RunConfig
+from medsent.data.negation import model_text
+from medsent.errors import RunError
+from medsent.models.registry import get_model_spec
+from medsent.neural.batching import PadCollator
+from medsent.neural.vocab import PAD_ID, WordVocab
+
+WEIGHTS = "model.safetensors"
+
+
+def text_view(texts: Sequence[str], cfg: RunConfig) -> list[str]:
+    """What a word-level model reads: tokenized, lower-cased, negation-tagged per config."""
+    spec = get_model_spec(cfg.model)
+    negation = spec.negation_default if cfg.text.negation is None else cfg.text.negation
+    return [model_text(t, negation, cfg.text.lowercase) for t in texts]
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: torch.nn.Module, ids: list[list[int]], buckets: Sequence[int], batch_size: int = 256
+) -> np.ndarray:
+    """Logits in input order; rows are sorted by length so each batch pads to a small bucket."""
+    collate = PadCollator(buckets, PAD_ID)
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = np.zeros((len(ids), 3), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = collate([(ids[i], 0) for i in idx])
+        out[idx] = model(batch["input_ids"], batch["attention_mask"]).float().numpy()
+    return out
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+class NeuralClassifier:
+    """A trained word-level network rebuilt from its run folder alone."""
+
+    def __init__(self, model: torch.nn.Module, vocab: WordVocab, cfg: RunConfig) -> None:
+        self.model = model.eval()
+        self.vocab = vocab
+        self.cfg = cfg
+
+    @classmethod
+    def load(cls, folder: Path, cfg: RunConfig) -> NeuralClassifier:
+        spec = get_model_spec(cfg.model)
+        if spec.build is None:
+            raise RunError(f"model '{cfg.model}' is not a neural model")
+        vocab = WordVocab.load(folder, cfg.vocab.max_len)
+        model = spec.build(vocab.size, cfg)
+        try:
+            state = load_file(str(folder / WEIGHTS))
+        except (OSError, Exception) as exc:  # safetensors raises its own error type on a corrupt header
+            raise RunError(f"cannot load weights {folder / WEIGHTS}: {exc}") from None
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RunError(
+                f"{folder / WEIGHTS} does not match the {cfg.model} config "
+                f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)"
+            )
+        return cls(model, vocab, cfg)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        ids = self.vocab.encode(text_view(texts, self.cfg))
+        return softmax(
+            predict_logits(self.model, ids, self.cfg.vocab.buckets, self.cfg.trainer.eval_batch_size)
+        )

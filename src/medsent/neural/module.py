@@ -1,0 +1,219 @@
+"""The one LightningModule: any registered nn.Module + loss + optimiser + scheduler + metrics."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, cast
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import Metric
+from torchmetrics.aggregation import SumMetric
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassCohenKappa,
+    MulticlassF1Score,
+)
+
+from medsent.config import OptimConfig, SchedulerConfig
+from medsent.labels import LABELS
+from medsent.neural.schedulers import build_scheduler, param_groups
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the loss becomes NaN/inf; the last good checkpoint is kept."""
+
+
+def _metrics(prefix: str) -> nn.ModuleDict:
+    k = len(LABELS)
+    return nn.ModuleDict(
+        {
+            "acc": MulticlassAccuracy(num_classes=k, average="micro"),
+            "macro_f1": MulticlassF1Score(num_classes=k, average="macro"),
+            "class_f1": MulticlassF1Score(num_classes=k, average=None),
+            "kappa": MulticlassCohenKappa(num_classes=k),
+            "n": SumMetric(),
+        }
+    )
+
+
+class SentimentModule(L.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        optim: OptimConfig,
+        scheduler: SchedulerConfig,
+        monitor: str = "val_macro_f1",
+        seed: int = 0,
+        param_groups_fn: Any = None,
+    ) -> None:
+        super().__init__()
+        self.model: nn.Module = model
+        self.loss_fn: nn.Module = loss
+        self.optim_cfg = optim
+        self.scheduler_cfg = scheduler
+        self.monitor = monitor
+        self.seed = seed
+        self.param_groups_fn = param_groups_fn
+        self.train_metrics = _metrics("train")
+        self.val_metrics = _metrics("val")
+        self._batch_losses: list[float] = []
+        self._grad_norms: list[float] = []
+        self._clipped = 0
+        self._epoch_lr = optim.lr
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids, attention_mask)
+
+    def on_train_epoch_start(self) -> None:
+        # Randomness of an epoch depends only on (seed, epoch): a resumed run replays it exactly.
+        torch.manual_seed(self.seed * 7919 + self.current_epoch)
+        # Lightning's own set_epoch counter restarts differently after a resume; use the true epoch.
+        sampler: Any = getattr(self.trainer.train_dataloader, "batch_sampler", None)
+        if sampler is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.current_epoch)
+        self._batch_losses, self._grad_norms, self._clipped = [], [], 0
+        # The LR this epoch trains with (epoch-interval schedulers step before the history is written).
+        self._epoch_lr = float(self.trainer.optimizers[0].param_groups[-1]["lr"])
+
+    def _update(self, metrics: nn.ModuleDict, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        preds = logits.argmax(dim=-1)
+        for name, metric in metrics.items():
+            if name == "n":
+                cast(Metric, metric).update(torch.tensor(float(labels.numel()), device=labels.device))
+            else:
+                cast(Metric, metric).update(preds, labels)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss = self.loss_fn(logits, batch["labels"])
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
+                "lower the learning rate or enable gradient clipping"
+            )
+        self._batch_losses.append(float(loss.detach()))
+        self._update(self.train_metrics, logits.detach(), batch["labels"])
+        self.log(
+            "loss",
+            loss.detach(),
+            on_step=True,
+            on_epoch=False,
+            prog_bar=True,
+            batch_size=len(batch["labels"]),
+        )
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss = self.loss_fn(logits, batch["labels"])
+        self._update(self.val_metrics, logits, batch["labels"])
+        self.log(
+            "val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True
+        )
+
+    def _log_metrics(self, prefix: str, metrics: nn.ModuleDict) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for name, metric in metrics.items():
+            result = cast(Metric, metric).compute()
+            if name == "class_f1":
+                for label, v in zip(LABELS, result.tolist(), strict=True):
+                    values[f"{prefix}_f1_{label.lower()}"] = float(v)
+            else:
+                values[f"{prefix}_{name}"] = float(result)
+            cast(Metric, metric).reset()
+        self.log_dict(values, sync_dist=False)
+        return values
+
+    def _log_train_epoch(self) -> None:
+        """Train-side epoch figures; called from the validation epoch end, which Lightning runs after the
+        last training batch and before any callback's on_train_epoch_end (early stopping, history)."""
+        self._log_metrics("train", self.train_metrics)
+        losses = torch.tensor(self._batch_losses) if self._batch_losses else torch.zeros(1)
+        norms = torch.tensor(self._grad_norms) if self._grad_norms else torch.zeros(1)
+        self.log_dict(
+            {
+                "train_loss": float(losses.mean()),
+                "train_loss_var": float(losses.var()) if len(losses) > 1 else 0.0,
+                "grad_norm_mean": float(norms.mean()),
+                "grad_norm_max": float(norms.max()),
+                "grad_steps_clipped": float(self._clipped),
+                "lr": self._epoch_lr,
+            }
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            for metric in self.val_metrics.values():
+                cast(Metric, metric).reset()
+            return
+        values = self._log_metrics("val", self.val_metrics)
+        if self._batch_losses:
+            self._log_train_epoch()
+        self._step_epoch_schedulers(values)
+
+    def _step_epoch_schedulers(self, values: dict[str, float]) -> None:
+        """Epoch schedulers step here, before the checkpoint callbacks run at validation end.
+
+        Left to Lightning they step after last.ckpt is written, and a resumed run skips that step
+        (for ReduceLROnPlateau by design), so it would drift from an uninterrupted one.
+        """
+        if self.trainer.sanity_checking:
+            return
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval != "epoch":
+                continue
+            if isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                key = config.monitor or self.monitor
+                metric = values.get(key)
+                if metric is None:
+                    metric = float(self.trainer.callback_metrics[key])
+                config.scheduler.step(metric)
+            else:
+                config.scheduler.step()
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """Lightning's own stepping, used for per-step schedulers only (epoch ones step above)."""
+        for config in self.trainer.lr_scheduler_configs:
+            if config.scheduler is scheduler and config.interval == "epoch":
+                return
+        scheduler.step()
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: Any,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip by global norm and record the pre-clip norm (the study's stability figures)."""
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not params:
+            return
+        max_norm = float(gradient_clip_val) if gradient_clip_val else math.inf
+        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm=max_norm))
+        self._grad_norms.append(norm)
+        if norm > max_norm:
+            self._clipped += 1
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.optim_cfg
+        groups = (
+            self.param_groups_fn(self.model, cfg)
+            if self.param_groups_fn is not None
+            else param_groups(self.model, cfg.weight_decay)
+        )
+        kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": cfg.betas, "eps": cfg.eps}
+        if cfg.name == "adamw":
+            opt: torch.optim.Optimizer = torch.optim.AdamW(groups, **kwargs)
+        else:
+            for g in groups:
+                g["weight_decay"] = cfg.weight_decay
+            opt = torch.optim.Adam(groups, **kwargs)
+        sched = build_scheduler(
+            opt, self.scheduler_cfg, int(self.trainer.estimated_stepping_batches), self.monitor
+        )
+        if sched is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": sched}

@@ -1,0 +1,53 @@
+import torch
+
+from medsent.config import BiLSTMConfig, TextCNNConfig
+from medsent.models.bilstm import BiLSTMAttention
+from medsent.models.textcnn import TextCNN
+
+SMALL_CNN = TextCNNConfig(embed_dim=16, num_filters=8)
+SMALL_LSTM = BiLSTMConfig(embed_dim=16, hidden_dim=12, fc_dim=8)
+
+
+def _batch(width: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    ids = torch.randint(2, 50, (4, width))
+    ids[1, 6:] = 0
+    ids[3, 2:] = 0  # shorter than the largest kernel
+    return ids, ids != 0
+
+
+def test_outputs_do_not_depend_on_padding_width() -> None:
+    ids, mask = _batch()
+    wider = torch.nn.functional.pad(ids, (0, 44))
+    for model in (TextCNN(50, SMALL_CNN), BiLSTMAttention(50, SMALL_LSTM)):
+        model.eval()
+        with torch.no_grad():
+            assert torch.allclose(model(ids, mask), model(wider, wider != 0), atol=1e-5)
+
+
+def test_textcnn_batchnorm_switch() -> None:
+    with_bn = TextCNN(50, SMALL_CNN)
+    without = TextCNN(50, SMALL_CNN.model_copy(update={"batch_norm": False}))
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in with_bn.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in without.modules())
+    ids, mask = _batch()
+    assert with_bn(ids, mask).shape == (4, 3)
+
+
+def test_bilstm_weight_drop_is_active_only_in_training_and_trains() -> None:
+    model = BiLSTMAttention(
+        50, SMALL_LSTM.model_copy(update={"embed_dropout": 0, "output_dropout": 0, "fc_dropout": 0})
+    )
+    ids, mask = _batch()
+    model.train()
+    torch.manual_seed(1)
+    a = model(ids, mask)
+    torch.manual_seed(2)
+    b = model(ids, mask)
+    assert not torch.allclose(a, b)  # different DropConnect masks on the recurrent weights
+    model.eval()
+    assert torch.allclose(model(ids, mask), model(ids, mask))
+    model.train()
+    model(ids, mask).sum().backward()
+    assert model.forward_lstms[0].weight_hh_l0.grad is not None
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules()) == 4

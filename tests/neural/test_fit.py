@@ -1,0 +1,171 @@
+"""The training engine end to end on small real slices (tiny models, a few epochs)."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medsent.cli import main
+from medsent.train import work_dir_for
+
+TINY = [
+    "--set", "textcnn.embed_dim=24", "--set", "textcnn.num_filters=8",
+    "--set", "bilstm.embed_dim=16", "--set", "bilstm.hidden_dim=12", "--set", "bilstm.fc_dim=8",
+    "--set", "trainer.progress_bar=false", "--set", "trainer.patience=10",
+]  # fmt: skip
+
+
+def _train(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *TINY, *argv])
+    out, err = capsys.readouterr()
+    return (exc.value.code if isinstance(exc.value.code, int) else 0), out, err
+
+
+def _history(run: Path) -> list[dict[str, str]]:
+    with (run / "history.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("model", ["textcnn", "bilstm"])
+def test_best_epoch_weights_are_restored_and_every_epoch_is_logged(
+    model: str, capsys: pytest.CaptureFixture[str], webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / model
+    code, out, err = _train(
+        capsys, "--model", model, "--data", str(webmd_train_csv), "--val-data", str(webmd_val_csv),
+        "--preset", "webmd", "--test-frac", "0", "--max-epochs", "3", "--out", str(run),
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    history = _history(run)
+    assert metrics["epochs_run"] == len(history) == 3
+    best = max(history, key=lambda h: float(h["val_macro_f1"]))
+    assert metrics["best_epoch"] == int(best["epoch"])
+    # The saved model is the best epoch's: re-scoring it reproduces that epoch's validation macro-F1.
+    assert metrics["val"]["macro_f1"] == pytest.approx(float(best["val_macro_f1"]), abs=1e-6)
+    for field in ("train_loss", "val_loss", "val_kappa", "val_f1_neutral", "gap_acc", "lr", "grad_norm_max",
+                  "train_loss_var", "train_samples_per_s"):  # fmt: skip
+        assert history[0][field] != "", field
+    assert float(history[0]["grad_norm_mean"]) > 0
+    for name in ("curves.png", "lr_schedule.png", "model/model.safetensors", "model/tokenizer.json"):
+        assert (run / name).is_file(), name
+    assert not work_dir_for(run).exists()  # checkpoints are cleaned up once the run is committed
+    assert "best epoch" in out
+
+
+def test_v1_preset_and_bf16_on_cpu(
+    capsys: pytest.CaptureFixture[str], webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "v1"
+    code, _, err = _train(
+        capsys, "--model", "textcnn", "--preset-config", "v1", "--precision", "bf16", "--data", str(webmd_train_csv),
+        "--val-data", str(webmd_val_csv), "--preset", "webmd", "--test-frac", "0", "--max-epochs", "1",
+        "--out", str(run),
+    )  # fmt: skip
+    assert code == 0, err
+    cfg = json.loads((run / "config.json").read_text())
+    assert (
+        cfg["loss"]["name"] == "ce"
+        and cfg["scheduler"]["name"] == "constant"
+        and not cfg["textcnn"]["batch_norm"]
+    )
+    assert json.loads((run / "metrics.json").read_text())["precision"] == "bf16-mixed"
+
+
+def test_diverging_loss_stops_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str], webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "nan"
+    code, _, err = _train(
+        capsys, "--model", "textcnn", "--data", str(webmd_train_csv), "--val-data", str(webmd_val_csv),
+        "--preset", "webmd", "--max-epochs", "2", "--out", str(run), "--set", "optim.lr=1e30",
+        "--set", "trainer.grad_clip=null",
+    )  # fmt: skip
+    assert code == 1
+    assert "loss became" in err and "checkpoint" in err and "Traceback" not in err
+    assert not run.exists() and work_dir_for(run).exists()
+
+
+@pytest.mark.parametrize(
+    "setting, fragment",
+    [
+        ("bilstm.embed_dropout=-0.1", "bilstm.embed_dropout"),
+        ("trainer.patience=0", "trainer.patience"),
+        ("loss.smoothing=1.0", "loss.smoothing"),
+        ("loss.name=hinge", "unknown loss 'hinge'"),
+        ("scheduler.name=step", "unknown scheduler 'step'"),
+    ],
+)
+def test_impossible_settings_fail_before_training(
+    setting: str, fragment: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = _train(capsys, "--model", "bilstm", "--data", "never-read.csv", "--set", setting)
+    assert code == 2 and fragment in err and "never-read" not in err
+
+
+def _cli(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "medsent.cli", "train", *argv, *TINY]
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_an_uninterrupted_run(
+    webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+) -> None:
+    common = [
+        "--model", "textcnn", "--data", str(webmd_train_csv), "--val-data", str(webmd_val_csv), "--preset", "webmd",
+        "--test-frac", "0", "--max-epochs", "5", "--seed", "11", "--set", "trainer.num_threads=1",
+    ]  # fmt: skip
+    full = tmp_path / "full"
+    subprocess.run(_cli(*common, "--out", str(full)), check=True, capture_output=True, timeout=300)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _cli(*common, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    history = work_dir_for(killed) / "history.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not killed.exists() and (work_dir_for(killed) / "checkpoints" / "last.ckpt").exists()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "medsent.cli", "train", "--resume", str(killed)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = json.loads((full / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert b["epochs_run"] == a["epochs_run"]
+    assert b["best_val_macro_f1"] == pytest.approx(a["best_val_macro_f1"], abs=1e-9)
+    assert b["val"]["macro_f1"] == pytest.approx(a["val"]["macro_f1"], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_gathers_metrics_from_both(
+    webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "ddp"
+    proc = subprocess.run(
+        _cli("--model", "textcnn", "--data", str(webmd_train_csv), "--val-data", str(webmd_val_csv),
+             "--preset", "webmd", "--test-frac", "0", "--max-epochs", "1", "--accelerator", "cpu",
+             "--devices", "2", "--set", "trainer.num_threads=1", "--out", str(run)),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    history = _history(run)
+    assert metrics["devices"] == 2
+    # Each rank validated about half of the reviews; the synced count is all of them.
+    assert int(float(history[0]["val_n"])) == metrics["val"]["n"]
