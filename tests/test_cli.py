@@ -82,7 +82,10 @@ def test_train_evaluate_predict_round_trip(
     "argv, fragment",
     [
         (["train", "--model", "svm", "--data", "missing.csv"], "data file not found: missing.csv"),
-        (["train", "--model", "gpt9", "--data", "x.csv"], "unknown model 'gpt9'; known: bilstm, cnn, lstm, svm, textcnn"),
+        (
+            ["train", "--model", "gpt9", "--data", "x.csv"],
+            "unknown model 'gpt9'; known: bilstm, cnn, lstm, svm, textcnn",
+        ),
         (["train", "--data", "x.csv", "--set", "svm.C"], "--set expects KEY=VALUE"),
         (["train", "--data", "x.csv", "--set", "svm.C=-3"], "svm.C"),
         (["train", "--data", "x.csv", "--preset", "yelp"], "unknown data preset 'yelp'"),

@@ -16,6 +16,8 @@ TINY = {
     "textcnn": {"embed_dim": 24, "num_filters": 8},
     "bilstm": {"embed_dim": 16, "hidden_dim": 12, "fc_dim": 8},
     "trainer": {"max_epochs": 2, "progress_bar": False},
+    # Only the head and the top layer train: the contract, not MiniLM's accuracy, is under test.
+    "transformer": {"freeze_layers": 5, "freeze_embeddings": True, "max_length": 64},
 }
 PROBES = ["No side effects and my pain is gone.", "Made me dizzy, stopped after a week.", "It is okay."]
 
@@ -24,7 +26,11 @@ PROBES = ["No side effects and my pain is gone.", "Made me dizzy, stopped after 
 def test_registered_model_contract(
     name: str, webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
 ) -> None:
-    cfg = build_config({"model": name, "data": preset_layer("webmd"), "split": {"test_frac": 0}, **TINY})
+    trainer = {"max_epochs": 1, "batch_size": 32, "progress_bar": False} if name == "transformer" else {}
+    cfg = build_config(
+        {"model": name, "data": preset_layer("webmd"), "split": {"test_frac": 0}, **TINY},
+        {"trainer": trainer},
+    )
     result = train_run(cfg, webmd_train_csv, tmp_path / "run", val_path=webmd_val_csv)
     predictor = Predictor(result.run_dir)
     proba = predictor.predict_proba(PROBES)

@@ -225,9 +225,9 @@ def train(
         return
     spec = get_model_spec(model)
     layers: list[dict[str, Any]] = [
-        model_preset_layer(spec.name, preset_config) if spec.family == "neural" else {}
+        model_preset_layer(spec.name, preset_config) if spec.family != "sklearn" else {}
     ]
-    if preset_config is not None and spec.family != "neural":
+    if preset_config is not None and spec.family == "sklearn":
         raise ConfigError(f"--preset-config applies to neural models, not '{spec.name}'")
     if config is not None:
         layers.append(load_yaml(config))
@@ -279,13 +279,16 @@ def _print_result(result: Any) -> None:
     m = result.metrics
     if "epochs_run" in m:
         speed = m.get("train_samples_per_s")
-        typer.echo(
-            f"epochs run {m['epochs_run']}, best epoch {m['best_epoch']}, precision {m['precision']}, "
-            f"{speed:.0f} train samples/s, params {m['params_total']:,}, vocab {m['vocab_size']:,} "
-            f"({m['vocab_coverage']:.1%} token coverage)"
-            if speed
-            else f"epochs run {m['epochs_run']}, best epoch {m['best_epoch']}"
-        )
+        parts = [
+            f"epochs run {m['epochs_run']}",
+            f"best epoch {m['best_epoch']}",
+            f"precision {m['precision']}",
+            f"{speed:.0f} train samples/s" if speed else "",
+            f"params {m['params_total']:,} ({m['params_trainable']:,} trainable)",
+        ]
+        if "vocab_size" in m:
+            parts.append(f"vocab {m['vocab_size']:,} ({m['vocab_coverage']:.1%} token coverage)")
+        typer.echo(", ".join(p for p in parts if p))
     for role in ("val", "test"):
         if role in result.metrics:
             m = result.metrics[role]

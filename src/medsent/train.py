@@ -72,7 +72,7 @@ def _fit_neural(
         raise TrainingError(f"{exc}; last good checkpoint kept in {work / 'checkpoints'}") from None
     if not is_global_zero():
         return None
-    save_neural(fit, folder)
+    save_neural(fit, folder, get_model_spec(cfg.model).family)
     if (work / "history.csv").exists():
         shutil.copyfile(work / "history.csv", folder.parent / "history.csv")
     plot_history(fit.history, folder.parent)
@@ -109,10 +109,35 @@ def _report(cfg: RunConfig, manifest: dict[str, Any], metrics: dict[str, Any], f
     ]
     for role, info in manifest["files"].items():
         lines += [f"## Data: {role} ({info['path']})", "", _cleaning_md(info["cleaning"]), ""]
+    if "epochs_run" in metrics:
+        lines += _training_md(metrics)
     for role in ("val", "test"):
         if role in metrics:
             lines += [metrics_markdown(metrics[role], f"{role} metrics"), ""]
     return "\n".join(lines)
+
+
+def _training_md(m: dict[str, Any]) -> list[str]:
+    speed = m.get("train_samples_per_s")
+    lines = [
+        "## Training",
+        "",
+        f"- epochs run {m['epochs_run']}, best epoch {m['best_epoch']} (weights restored from it), "
+        f"stopped early: {m['stopped_early']}",
+        f"- precision {m['precision']}, devices {m['devices']}, wall {m['train_wall_seconds']:.1f} s, "
+        + (f"{speed:.0f} training samples/s" if speed else "training samples/s n/a"),
+        f"- parameters {m['params_total']:,} ({m['params_trainable']:,} trainable)"
+        + (
+            f"; vocabulary {m['vocab_size']:,} tokens covering {m['vocab_coverage']:.1%} of training tokens"
+            if "vocab_size" in m
+            else ""
+        ),
+        "- per-epoch figures: `history.csv`; plots: `curves.png`, `lr_schedule.png`",
+        "",
+        "![curves](curves.png)",
+        "",
+    ]
+    return lines
 
 
 def _cleaning_md(cleaning: dict[str, Any]) -> str:
@@ -135,7 +160,7 @@ def train_run(
     """Train, then score validation and (once) test, and commit the run folder atomically."""
     spec = get_model_spec(cfg.model)
     work = work_dir_for(out)
-    if spec.family == "neural":
+    if spec.family in ("neural", "transformer"):
         from medsent.neural.fit import is_global_zero, validate_neural_config
 
         validate_neural_config(cfg)
@@ -161,7 +186,7 @@ def train_run(
     try:
         model_dir = writer.path / "model"
         model_dir.mkdir()
-        if spec.family == "neural":
+        if spec.family != "sklearn":
             work.mkdir(parents=True, exist_ok=True)
             write_json(
                 work / "resume.json",

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from medsent.config import RunConfig
 
-Family = Literal["sklearn", "neural"]
+Family = Literal["sklearn", "neural", "transformer"]
 
 
 def _textcnn(vocab_size: int, cfg: RunConfig) -> nn.Module:
@@ -43,8 +43,11 @@ MODELS: dict[str, ModelSpec] = {
     "bilstm": ModelSpec(
         "bilstm", "neural", True, "2-layer BiLSTM + attention, LayerNorm, weight drop", _bilstm
     ),
+    "transformer": ModelSpec(
+        "transformer", "transformer", False, "fine-tuned Hugging Face encoder (MiniLM default)"
+    ),
 }
-ALIASES: dict[str, str] = {"cnn": "textcnn", "lstm": "bilstm"}
+ALIASES: dict[str, str] = {"cnn": "textcnn", "lstm": "bilstm", "bert": "transformer"}
 
 
 def get_model_spec(name: str) -> ModelSpec:

@@ -8,8 +8,8 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,10 @@ def validate_neural_config(cfg: RunConfig) -> None:
                 f"embeddings.init {cfg.embeddings.init} has {width}-d vectors; "
                 f"set {cfg.model}.embed_dim={width}"
             )
+    if get_model_spec(cfg.model).family == "transformer":
+        from medsent.neural.hf import validate_transformer
+
+        validate_transformer(cfg.transformer)
     if cfg.scheduler.name == "plateau" and cfg.trainer.monitor not in ("val_macro_f1", "val_loss"):
         raise ConfigError("plateau scheduler needs trainer.monitor val_macro_f1 or val_loss")
 
@@ -205,7 +209,7 @@ class NeuralFit:
     """What a finished fit leaves: the best weights in memory and the figures of the run."""
 
     model: torch.nn.Module
-    vocab: WordVocab
+    save_extra: Callable[[torch.nn.Module, Path], None]
     summary: dict[str, Any]
     history: list[dict[str, float]]
 
@@ -214,6 +218,111 @@ def is_global_zero() -> bool:
     from lightning.fabric.utilities.rank_zero import _get_rank
 
     return (_get_rank() or 0) == 0
+
+
+@dataclass
+class Prepared:
+    """A model ready to train, the ids of both splits, and how to save what it needs besides weights."""
+
+    model: torch.nn.Module
+    train_ids: list[list[int]]
+    val_ids: list[list[int]]
+    buckets: Sequence[int]
+    pad_id: int
+    save_extra: Callable[[torch.nn.Module, Path], None]
+    info: dict[str, Any]
+    param_groups_fn: Any = None
+    callbacks: list[Callback] = field(default_factory=list)
+
+
+def _prepare_word_model(
+    cfg: RunConfig, train_texts: Sequence[str], val_texts: Sequence[str], work_dir: Path, resume: bool
+) -> Prepared:
+    spec = get_model_spec(cfg.model)
+    assert spec.build is not None  # word models always have a builder
+    train_view, val_view = text_view(train_texts, cfg), text_view(val_texts, cfg)
+    vocab_dir = work_dir / "vocab"
+    if resume and (vocab_dir / "tokenizer.json").exists():
+        vocab = WordVocab.load(vocab_dir, cfg.vocab.max_len)
+    else:
+        vocab = WordVocab.build(train_view, cfg.vocab)
+        vocab_dir.mkdir(exist_ok=True)
+        vocab.save(vocab_dir)
+    coverage = vocab.coverage(train_view)
+    log.info("vocabulary: %d tokens, %.1f%% of training tokens covered", vocab.size, 100 * coverage)
+    model = spec.build(vocab.size, cfg)
+    if cfg.embeddings.init and not (resume and (ckpt_dir_for(work_dir) / RESUME_CKPT).exists()):
+        from medsent.neural.embeddings import pretrained_matrix
+
+        matrix, _ = pretrained_matrix(vocab, cfg.embeddings.init)
+        with torch.no_grad():
+            model.embedding.weight.copy_(matrix)
+    if cfg.embeddings.freeze:
+        model.embedding.weight.requires_grad_(False)
+
+    def save_vocab(_: torch.nn.Module, folder: Path) -> None:
+        vocab.save(folder)
+
+    return Prepared(
+        model=model,
+        train_ids=vocab.encode(train_view),
+        val_ids=vocab.encode(val_view),
+        buckets=cfg.vocab.buckets,
+        pad_id=PAD_ID,
+        save_extra=save_vocab,
+        info={"vocab_size": vocab.size, "vocab_coverage": coverage},
+    )
+
+
+class GradualUnfreeze(Callback):
+    """One more frozen encoder layer (from the top) trains each epoch (ULMFiT-style)."""
+
+    def __init__(self, model: Any, cfg: Any) -> None:
+        self.model, self.cfg = model, cfg
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from medsent.neural.hf import unfreeze_next
+
+        left = unfreeze_next(self.model, self.cfg, trainer.current_epoch)
+        log.info("epoch %d: %d encoder layers still frozen", trainer.current_epoch + 1, left)
+
+
+def _prepare_transformer(cfg: RunConfig, train_texts: Sequence[str], val_texts: Sequence[str]) -> Prepared:
+    from medsent.neural.hf import (
+        HFTextEncoder,
+        build_transformer,
+        check_tokenizer_fits,
+        freeze,
+        save_transformer,
+        transformer_param_groups,
+    )
+
+    tcfg = cfg.transformer
+    encoder = HFTextEncoder.load(tcfg.pretrained, tcfg)
+    model = build_transformer(tcfg)
+    check_tokenizer_fits(model, encoder)
+    counts = freeze(model, tcfg)
+    log.info(
+        "parameters: %s total, %s frozen, %s trainable",
+        f"{counts['params_total']:,}",
+        f"{counts['params_frozen']:,}",
+        f"{counts['params_trainable']:,}",
+    )
+
+    def save(m: torch.nn.Module, folder: Path) -> None:
+        save_transformer(m, encoder, folder)  # type: ignore[arg-type]
+
+    return Prepared(
+        model=model,
+        train_ids=encoder.encode(train_texts),
+        val_ids=encoder.encode(val_texts),
+        buckets=tcfg.buckets,
+        pad_id=encoder.pad_id,
+        save_extra=save,
+        info={**counts, "pretrained": tcfg.pretrained},
+        param_groups_fn=lambda m, optim: transformer_param_groups(m, tcfg, optim),
+        callbacks=[GradualUnfreeze(model, tcfg)] if tcfg.gradual_unfreeze and tcfg.freeze_layers else [],
+    )
 
 
 def fit_neural(
@@ -228,43 +337,35 @@ def fit_neural(
     """Train with early stopping and return the best epoch's weights (not the last epoch's)."""
     validate_neural_config(cfg)
     spec = get_model_spec(cfg.model)
-    if spec.build is None:
-        raise ConfigError(f"model '{cfg.model}' is not a neural model")
     tc = cfg.trainer
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     work_dir.mkdir(parents=True, exist_ok=True)
-    train_view, val_view = text_view(train_texts, cfg), text_view(val_texts, cfg)
-    vocab_dir = work_dir / "vocab"
-    if resume and (vocab_dir / "tokenizer.json").exists():
-        vocab = WordVocab.load(vocab_dir, cfg.vocab.max_len)
+    if spec.family == "transformer":
+        prep = _prepare_transformer(cfg, train_texts, val_texts)
+    elif spec.build is not None:
+        prep = _prepare_word_model(cfg, train_texts, val_texts, work_dir, resume)
     else:
-        vocab = WordVocab.build(train_view, cfg.vocab)
-        vocab_dir.mkdir(exist_ok=True)
-        vocab.save(vocab_dir)
-    coverage = vocab.coverage(train_view)
-    log.info("vocabulary: %d tokens, %.1f%% of training tokens covered", vocab.size, 100 * coverage)
+        raise ConfigError(f"model '{cfg.model}' is not trained by the neural engine")
+    model = prep.model
     dm = ReviewDataModule(
-        EncodedDataset(vocab.encode(train_view), train_labels.tolist()),
-        EncodedDataset(vocab.encode(val_view), val_labels.tolist()),
-        cfg.vocab.buckets,
-        PAD_ID,
+        EncodedDataset(prep.train_ids, train_labels.tolist()),
+        EncodedDataset(prep.val_ids, val_labels.tolist()),
+        prep.buckets,
+        prep.pad_id,
         tc.batch_size,
         tc.eval_batch_size,
         cfg.seed,
     )
-    model = spec.build(vocab.size, cfg)
-    if cfg.embeddings.init and not (resume and (ckpt_dir_for(work_dir) / RESUME_CKPT).exists()):
-        from medsent.neural.embeddings import pretrained_matrix
-
-        matrix, _ = pretrained_matrix(vocab, cfg.embeddings.init)
-        with torch.no_grad():
-            model.embedding.weight.copy_(matrix)
-    if cfg.embeddings.freeze:
-        model.embedding.weight.requires_grad_(False)
     module = SentimentModule(
-        model, build_loss(cfg.loss, train_labels), cfg.optim, cfg.scheduler, tc.monitor, cfg.seed
+        model,
+        build_loss(cfg.loss, train_labels),
+        cfg.optim,
+        cfg.scheduler,
+        tc.monitor,
+        cfg.seed,
+        param_groups_fn=prep.param_groups_fn,
     )
     mode = "max" if tc.monitor.endswith("f1") else "min"
     ckpt_dir = ckpt_dir_for(work_dir)
@@ -290,6 +391,7 @@ def fit_neural(
             check_on_train_epoch_end=False,
         ),
         checkpoint,
+        *prep.callbacks,
     ]
     world = tc.devices * tc.num_nodes
     precision = resolve_precision(tc.precision, tc.accelerator)
@@ -341,18 +443,18 @@ def fit_neural(
         "train_samples_per_s": float(np.mean(speeds)) if speeds else None,
         "params_total": int(n_params),
         "params_trainable": int(n_train),
-        "vocab_size": vocab.size,
-        "vocab_coverage": coverage,
+        **prep.info,
         "stopped_early": bool(
             trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch
         ),
     }
     model.eval()
-    return NeuralFit(model=model.cpu(), vocab=vocab, summary=summary, history=history)
+    return NeuralFit(model=model.cpu(), save_extra=prep.save_extra, summary=summary, history=history)
 
 
-def save_neural(fit: NeuralFit, model_dir: Path) -> None:
-    """Weights as safetensors and the vocabulary as tokenizer.json: nothing that unpickles."""
-    state = {k: v.detach().cpu().contiguous() for k, v in fit.model.state_dict().items()}
-    save_file(state, str(model_dir / WEIGHTS))
-    fit.vocab.save(model_dir)
+def save_neural(fit: NeuralFit, model_dir: Path, family: str) -> None:
+    """Safetensors weights plus the vocabulary or tokenizer: nothing that unpickles."""
+    if family != "transformer":  # a transformer is saved whole in Hugging Face format by save_extra
+        state = {k: v.detach().cpu().contiguous() for k, v in fit.model.state_dict().items()}
+        save_file(state, str(model_dir / WEIGHTS))
+    fit.save_extra(fit.model, model_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,10 +29,14 @@ def text_view(texts: Sequence[str], cfg: RunConfig) -> list[str]:
 
 @torch.inference_mode()
 def predict_logits(
-    model: torch.nn.Module, ids: list[list[int]], buckets: Sequence[int], batch_size: int = 256
+    model: torch.nn.Module,
+    ids: list[list[int]],
+    buckets: Sequence[int],
+    batch_size: int = 256,
+    pad_id: int = PAD_ID,
 ) -> np.ndarray:
     """Logits in input order; rows are sorted by length so each batch pads to a small bucket."""
-    collate = PadCollator(buckets, PAD_ID)
+    collate = PadCollator(buckets, pad_id)
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = np.zeros((len(ids), 3), dtype=np.float32)
     for start in range(0, len(order), batch_size):
@@ -56,8 +61,10 @@ class NeuralClassifier:
         self.cfg = cfg
 
     @classmethod
-    def load(cls, folder: Path, cfg: RunConfig) -> NeuralClassifier:
+    def load(cls, folder: Path, cfg: RunConfig) -> NeuralClassifier | TransformerPredictor:
         spec = get_model_spec(cfg.model)
+        if spec.family == "transformer":
+            return TransformerPredictor.load(folder, cfg)
         if spec.build is None:
             raise RunError(f"model '{cfg.model}' is not a neural model")
         vocab = WordVocab.load(folder, cfg.vocab.max_len)
@@ -79,3 +86,24 @@ class NeuralClassifier:
         return softmax(
             predict_logits(self.model, ids, self.cfg.vocab.buckets, self.cfg.trainer.eval_batch_size)
         )
+
+
+class TransformerPredictor:
+    """A fine-tuned encoder rebuilt from the run folder's Hugging Face files."""
+
+    def __init__(self, model: torch.nn.Module, encoder: Any, cfg: RunConfig) -> None:
+        self.model = model.eval()
+        self.encoder = encoder
+        self.cfg = cfg
+
+    @classmethod
+    def load(cls, folder: Path, cfg: RunConfig) -> TransformerPredictor:
+        from medsent.neural.hf import load_transformer
+
+        model, encoder = load_transformer(folder, cfg.transformer)
+        return cls(model, encoder, cfg)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        ids = self.encoder.encode(texts)
+        logits = predict_logits(self.model, ids, self.cfg.transformer.buckets, 64, self.encoder.pad_id)
+        return softmax(logits)
