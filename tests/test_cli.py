@@ -84,7 +84,7 @@ def test_train_evaluate_predict_round_trip(
         (["train", "--model", "svm", "--data", "missing.csv"], "data file not found: missing.csv"),
         (
             ["train", "--model", "gpt9", "--data", "x.csv"],
-            "unknown model 'gpt9'; known: bilstm, cnn, lstm, svm, textcnn",
+            "unknown model 'gpt9'; known: bert, bilstm, cnn, lstm, svm, textcnn, transformer",
         ),
         (["train", "--data", "x.csv", "--set", "svm.C"], "--set expects KEY=VALUE"),
         (["train", "--data", "x.csv", "--set", "svm.C=-3"], "svm.C"),

@@ -17,7 +17,7 @@ from medsent.train import work_dir_for
 TINY = [
     "--set", "textcnn.embed_dim=24", "--set", "textcnn.num_filters=8",
     "--set", "bilstm.embed_dim=16", "--set", "bilstm.hidden_dim=12", "--set", "bilstm.fc_dim=8",
-    "--set", "trainer.progress_bar=false", "--set", "trainer.patience=10",
+    "--set", "trainer.progress_bar=false", "--set", "trainer.patience=10", "--set", "trainer.num_threads=1",
 ]  # fmt: skip
 
 
