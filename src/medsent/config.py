@@ -227,6 +227,9 @@ class TrainerConfig(_Strict):
     max_epochs: int = Field(default=15, ge=1)
     batch_size: int = Field(default=64, ge=1)
     eval_batch_size: int = Field(default=256, ge=1)
+    # Batches padded to their length bucket ("bucket": few static shapes, what a GPU wants) or to their
+    # longest review ("longest": least padding, free on a CPU). "auto": bucket on a GPU, longest on a CPU.
+    pad_to: Literal["auto", "bucket", "longest"] = "auto"
     precision: Literal["auto", "32", "bf16", "fp16"] = "auto"
     grad_clip: float | None = Field(default=1.0, gt=0.0)
     accumulate: int = Field(default=1, ge=1)

@@ -40,6 +40,8 @@ def test_collate_pads_to_static_bucket_lengths() -> None:
     assert batch["attention_mask"].sum().item() == 43
     assert batch["labels"].tolist() == [1, 2]
     assert collate([([5], 0)])["input_ids"].shape == (1, 32)
+    dynamic = PadCollator(BUCKETS, PAD_ID, static=False)  # the CPU default: no padding beyond the longest
+    assert dynamic([([5, 6, 7], 1), ([8] * 40, 2)])["input_ids"].shape == (2, 40)
 
 
 def test_word_vocab_keeps_negation_tokens_whole_and_reports_coverage(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -14,16 +14,17 @@ def bucket_of(length: int, buckets: Sequence[int]) -> int:
 
 
 class PadCollator:
-    """Pad a batch to its bucket's static length."""
+    """Pad a batch to its bucket's static length (GPU: few shapes), or to its longest row (CPU:
+    shapes cost nothing there, padding does)."""
 
-    def __init__(self, buckets: Sequence[int], pad_id: int) -> None:
+    def __init__(self, buckets: Sequence[int], pad_id: int, static: bool = True) -> None:
         self.buckets = list(buckets)
         self.pad_id = pad_id
+        self.static = static
 
     def __call__(self, items: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
         longest = max(len(ids) for ids, _ in items)
-        width = self.buckets[bucket_of(longest, self.buckets)]
-        width = max(width, longest)
+        width = max(self.buckets[bucket_of(longest, self.buckets)], longest) if self.static else longest
         input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
         for row, (ids, _) in enumerate(items):
             input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)

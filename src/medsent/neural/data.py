@@ -102,11 +102,12 @@ class ReviewDataModule(L.LightningDataModule):
         batch_size: int,
         eval_batch_size: int,
         seed: int,
+        static_shapes: bool = True,
     ) -> None:
         super().__init__()
         self.train_set, self.val_set = train, val
         self.buckets = list(buckets)
-        self.collate = PadCollator(self.buckets, pad_id)
+        self.collate = PadCollator(self.buckets, pad_id, static=static_shapes)
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
 
     def _loader(self, data: EncodedDataset, batch_size: int, shuffle: bool) -> DataLoader[Any]:

@@ -56,6 +56,12 @@ HISTORY_FIELDS = [
 ]
 
 
+def static_shapes(pad_to: str, accelerator: str) -> bool:
+    if pad_to == "auto":
+        return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    return pad_to == "bucket"
+
+
 def ckpt_dir_for(work_dir: Path) -> Path:
     return work_dir / "checkpoints"
 
@@ -357,6 +363,7 @@ def fit_neural(
         tc.batch_size,
         tc.eval_batch_size,
         cfg.seed,
+        static_shapes=static_shapes(tc.pad_to, tc.accelerator),
     )
     module = SentimentModule(
         model,
