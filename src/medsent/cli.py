@@ -200,6 +200,12 @@ def train(
         int | None, typer.Option("--devices", help="Neural: devices per node (DDP if > 1).")
     ] = None,
     num_nodes: Annotated[int | None, typer.Option("--num-nodes", help="Neural: machines (DDP).")] = None,
+    pretrained: Annotated[
+        str | None,
+        typer.Option(
+            "--pretrained", help="Transformer: model folder or hub id (default: the shipped MiniLM)."
+        ),
+    ] = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue a killed neural run from its last checkpoint.")
     ] = None,
@@ -248,6 +254,8 @@ def train(
         cli["trainer"] = trainer_layer
     if lr is not None:
         cli["optim"] = {"lr": lr}
+    if pretrained is not None:
+        cli["transformer"] = {"pretrained": pretrained}
     data_layer = _data_layer(preset, text_col, label_col, rating_col, strict)
     if data_layer:
         cli["data"] = data_layer

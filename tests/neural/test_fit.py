@@ -169,3 +169,20 @@ def test_ddp_on_two_cpu_processes_gathers_metrics_from_both(
     assert metrics["devices"] == 2
     # Each rank validated about half of the reviews; the synced count is all of them.
     assert int(float(history[0]["val_n"])) == metrics["val"]["n"]
+
+
+def test_transformer_source_errors_are_one_line_before_training(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = _train(
+        capsys, "--model", "bert", "--data", "never-read.csv", "--pretrained", str(tmp_path)
+    )
+    assert code == 2 and "not a Hugging Face model folder" in err
+    code, _, err = _train(
+        capsys, "--model", "bert", "--data", "never-read.csv", "--pretrained", "org/some-model"
+    )
+    assert code == 2 and "hub is off" in err
+    code, _, err = _train(
+        capsys, "--model", "bert", "--data", "x.csv", "--set", "transformer.freeze_layers=7"
+    )
+    assert code == 2 and "freeze_layers=7" in err

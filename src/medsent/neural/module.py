@@ -59,9 +59,11 @@ class SentimentModule(L.LightningModule):
         self.param_groups_fn = param_groups_fn
         self.train_metrics = _metrics("train")
         self.val_metrics = _metrics("val")
-        self._batch_losses: list[float] = []
-        self._grad_norms: list[float] = []
-        self._clipped = 0
+        # Kept as device tensors and read once per epoch: a float() per step would make the GPU wait
+        # for the host every step.
+        self._batch_losses: list[torch.Tensor] = []
+        self._grad_norms: list[torch.Tensor] = []
+        self._max_norm = math.inf
         self._epoch_lr = optim.lr
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -74,7 +76,7 @@ class SentimentModule(L.LightningModule):
         sampler: Any = getattr(self.trainer.train_dataloader, "batch_sampler", None)
         if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.current_epoch)
-        self._batch_losses, self._grad_norms, self._clipped = [], [], 0
+        self._batch_losses, self._grad_norms = [], []
         # The LR this epoch trains with (epoch-interval schedulers step before the history is written).
         self._epoch_lr = float(self.trainer.optimizers[0].param_groups[-1]["lr"])
 
@@ -89,12 +91,13 @@ class SentimentModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
         loss = self.loss_fn(logits, batch["labels"])
-        if not torch.isfinite(loss):
+        self._batch_losses.append(loss.detach())
+        # A finiteness check syncs with the device, so it runs every 25 steps (and on step 0).
+        if batch_idx % 25 == 0 and not bool(torch.isfinite(torch.stack(self._batch_losses[-25:])).all()):
             raise NonFiniteLossError(
                 f"loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
                 "lower the learning rate or enable gradient clipping"
             )
-        self._batch_losses.append(float(loss.detach()))
         self._update(self.train_metrics, logits.detach(), batch["labels"])
         self.log(
             "loss",
@@ -131,15 +134,20 @@ class SentimentModule(L.LightningModule):
         """Train-side epoch figures; called from the validation epoch end, which Lightning runs after the
         last training batch and before any callback's on_train_epoch_end (early stopping, history)."""
         self._log_metrics("train", self.train_metrics)
-        losses = torch.tensor(self._batch_losses) if self._batch_losses else torch.zeros(1)
-        norms = torch.tensor(self._grad_norms) if self._grad_norms else torch.zeros(1)
+        losses = torch.stack(self._batch_losses).float().cpu() if self._batch_losses else torch.zeros(1)
+        if not bool(torch.isfinite(losses).all()):
+            raise NonFiniteLossError(
+                f"loss became non-finite during epoch {self.current_epoch}; "
+                "lower the learning rate or enable gradient clipping"
+            )
+        norms = torch.stack(self._grad_norms).float().cpu() if self._grad_norms else torch.zeros(1)
         self.log_dict(
             {
                 "train_loss": float(losses.mean()),
                 "train_loss_var": float(losses.var()) if len(losses) > 1 else 0.0,
                 "grad_norm_mean": float(norms.mean()),
                 "grad_norm_max": float(norms.max()),
-                "grad_steps_clipped": float(self._clipped),
+                "grad_steps_clipped": float((norms > self._max_norm).sum()),
                 "lr": self._epoch_lr,
             }
         )
@@ -191,11 +199,8 @@ class SentimentModule(L.LightningModule):
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         if not params:
             return
-        max_norm = float(gradient_clip_val) if gradient_clip_val else math.inf
-        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm=max_norm))
-        self._grad_norms.append(norm)
-        if norm > max_norm:
-            self._clipped += 1
+        self._max_norm = float(gradient_clip_val) if gradient_clip_val else math.inf
+        self._grad_norms.append(torch.nn.utils.clip_grad_norm_(params, max_norm=self._max_norm).detach())
 
     def configure_optimizers(self) -> Any:
         cfg = self.optim_cfg
@@ -205,6 +210,9 @@ class SentimentModule(L.LightningModule):
             else param_groups(self.model, cfg.weight_decay)
         )
         kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": cfg.betas, "eps": cfg.eps}
+        # Fused AdamW is one kernel per step on CUDA; fp16's loss scaler cannot unscale for it.
+        if self.device.type == "cuda" and self.trainer.precision != "16-mixed":
+            kwargs["fused"] = True
         if cfg.name == "adamw":
             opt: torch.optim.Optimizer = torch.optim.AdamW(groups, **kwargs)
         else:
