@@ -321,22 +321,65 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a run on a labelled file (the run's own cleaning and column mapping by default)."""
-    from medsent.config import DataConfig
-    from medsent.data.dataset import load_labeled
     from medsent.evaluation.metrics import compute_metrics, metrics_markdown
     from medsent.predict import Predictor
 
     predictor = Predictor(run_dir)
-    layer = _data_layer(preset, text_col, label_col, rating_col, strict)
-    base = predictor.config.data.model_dump()
-    data_cfg = DataConfig.model_validate({**base, **layer}) if layer else predictor.config.data
-    labeled = load_labeled(data, data_cfg, predictor.config.clean)
+    labeled = _load_for_run(predictor, data, _data_layer(preset, text_col, label_col, rating_col, strict))
     proba = predictor.predict_proba(labeled.frame["text"].tolist())
     metrics = compute_metrics(labeled.frame["label"].to_numpy(), proba)
     if as_json:
         typer.echo(json.dumps(metrics))
     else:
         typer.echo(metrics_markdown(metrics, f"{run_dir} on {data}"))
+
+
+@app.command()
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder to calibrate (it gains calibration.json).")],
+    data: Annotated[Path, typer.Option("--data", help="Validation file (never the test set).")],
+    preset: PresetOpt = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
+    rating_col: RatingColOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Fit temperature scaling on validation data; predict/evaluate apply it from then on."""
+    from medsent.data.io import file_sha256
+    from medsent.evaluation.calibration import (
+        CALIBRATION_FILE,
+        apply_temperature,
+        calibration_summary,
+        fit_temperature,
+        reliability_diagram,
+    )
+    from medsent.predict import Predictor
+    from medsent.runs import write_json
+
+    predictor = Predictor(run_dir)
+    labeled = _load_for_run(predictor, data, _data_layer(preset, text_col, label_col, rating_col, strict))
+    y = labeled.frame["label"].to_numpy()
+    raw = predictor.predict_proba(labeled.frame["text"].tolist(), calibrated=False)
+    temperature = fit_temperature(raw, y)
+    summary = calibration_summary(raw, y, temperature)
+    summary["data"] = {"path": str(data), "sha256": file_sha256(data)}
+    plot = reliability_diagram(y, raw, apply_temperature(raw, temperature), run_dir / "reliability.png")
+    write_json(run_dir / CALIBRATION_FILE, summary)
+    typer.echo(
+        f"temperature {temperature:.3f}: ECE {summary['ece_before']:.4f} -> {summary['ece_after']:.4f}, "
+        f"NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f} (n={summary['n']})"
+    )
+    typer.echo(f"saved: {run_dir / CALIBRATION_FILE}, {plot}")
+
+
+def _load_for_run(predictor: Any, data: Path, layer: dict[str, Any]) -> Any:
+    """Read a labelled file with the run's own column mapping and cleaning, flags overriding."""
+    from medsent.config import DataConfig
+    from medsent.data.dataset import load_labeled
+
+    base = predictor.config.data.model_dump()
+    data_cfg = DataConfig.model_validate({**base, **layer}) if layer else predictor.config.data
+    return load_labeled(data, data_cfg, predictor.config.clean)
 
 
 @app.command()

@@ -49,6 +49,17 @@ def _load_model(run_dir: Path, cfg: RunConfig) -> ProbabilisticModel:
     raise RunError(f"run {run_dir} has model family '{spec.family}', which this version cannot load")
 
 
+def _temperature(run_dir: Path) -> float | None:
+    path = run_dir / "calibration.json"
+    if not path.exists():
+        return None
+    data = read_json(path)
+    value = data.get("temperature") if isinstance(data, dict) else None
+    if not isinstance(value, (int, float)) or not 0 < value < 1e3:
+        raise RunError(f"{path} has no valid temperature")
+    return float(value)
+
+
 class Predictor:
     """Raw text in, calibrated class probabilities out; the same cleaning as in training."""
 
@@ -61,11 +72,18 @@ class Predictor:
             raise RunError(f"{self.run_dir}: label map {labels.get('labels')} is not {list(LABELS)}")
         self.labels = list(LABELS)
         self.model = _load_model(self.run_dir, self.config)
+        self.temperature = _temperature(self.run_dir)
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str], calibrated: bool = True) -> np.ndarray:
+        """Probabilities, temperature-scaled when the run was calibrated (``medsent calibrate``)."""
         cleaned = [normalize_text(t, self.config.clean) for t in texts]
         proba = self.model.predict_proba(cleaned)
-        return proba / proba.sum(axis=1, keepdims=True)
+        proba = proba / proba.sum(axis=1, keepdims=True)
+        if calibrated and self.temperature is not None:
+            from medsent.evaluation.calibration import apply_temperature
+
+            proba = apply_temperature(proba, self.temperature)
+        return proba
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         proba = self.predict_proba(texts)

@@ -1,0 +1,86 @@
+"""Temperature scaling (Guo et al., 2017) for any run, fitted on validation data.
+
+It divides the log-probabilities by one scalar T: the argmax (and so every metric but calibration)
+is unchanged, only the confidence is corrected. Working on log-probabilities, not raw logits, lets
+the same code serve the SVM's calibrated probabilities and the networks' softmax outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from medsent.evaluation.metrics import expected_calibration_error
+
+CALIBRATION_FILE = "calibration.json"
+_EPS = 1e-12
+
+
+def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
+    z = np.log(np.clip(proba, _EPS, 1.0)) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def nll(proba: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(proba[np.arange(len(y)), y], _EPS, 1.0)).mean())
+
+
+def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
+    """The T in [0.05, 20] that minimises validation negative log-likelihood."""
+    y = np.asarray(y, dtype=int)
+    result = minimize_scalar(
+        lambda log_t: nll(apply_temperature(proba, float(np.exp(log_t))), y),
+        bounds=(np.log(0.05), np.log(20.0)),
+        method="bounded",
+    )
+    return float(np.exp(result.x))
+
+
+def calibration_summary(proba: np.ndarray, y: np.ndarray, temperature: float) -> dict[str, Any]:
+    after = apply_temperature(proba, temperature)
+    return {
+        "temperature": temperature,
+        "n": len(y),
+        "ece_before": expected_calibration_error(y, proba),
+        "ece_after": expected_calibration_error(y, after),
+        "nll_before": nll(proba, y),
+        "nll_after": nll(after, y),
+    }
+
+
+def reliability_diagram(
+    y: np.ndarray, before: np.ndarray, after: np.ndarray, path: Path, n_bins: int = 10
+) -> Path:
+    """Accuracy per confidence bin before and after scaling, against the diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.linspace(0, 1, n_bins + 1)
+    centers = (edges[:-1] + edges[1:]) / 2
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
+    for proba, label in ((before, "before"), (after, "after")):
+        conf = proba.max(axis=1)
+        correct = proba.argmax(axis=1) == y
+        idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+        acc = [correct[idx == b].mean() if (idx == b).any() else np.nan for b in range(n_bins)]
+        ece = expected_calibration_error(y, proba)
+        ax.plot(centers, acc, marker="o", label=f"{label} (ECE {ece:.3f})")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability diagram")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
