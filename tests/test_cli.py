@@ -57,12 +57,16 @@ def test_train_evaluate_predict_round_trip(
     } <= set(metrics)
     assert set(metrics["per_class"]) == {"Negative", "Neutral", "Positive"}
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"]
+    assert sum(t["n"] for t in metrics["tiers"].values()) == metrics["n"]
     stored = json.loads((out_dir / "metrics.json").read_text())["val"]
     assert metrics["macro_f1"] == pytest.approx(stored["macro_f1"])
 
     code, out, _ = run(capsys, "predict", str(out_dir), "--text", "Worked great, no side effects at all.")
     row = json.loads(out)
     assert code == 0 and row["prediction"] in ("Negative", "Neutral", "Positive")
+    assert row["tier"] == (
+        "auto" if row["confidence"] >= 0.7 else "review" if row["confidence"] >= 0.5 else "manual"
+    )
     assert sum(row["probabilities"].values()) == pytest.approx(1.0)
 
     for suffix in (".csv", ".parquet", ".jsonl"):
@@ -75,7 +79,9 @@ def test_train_evaluate_predict_round_trip(
             else (pd.read_parquet(dst) if suffix == ".parquet" else pd.read_json(dst, lines=True))
         )
         src = pd.read_csv(webmd_val_csv)
-        assert len(pred) == len(src) and {"drug", "label", "confidence", "p_neutral"} <= set(pred.columns)
+        assert len(pred) == len(src) and {"drug", "label", "confidence", "p_neutral", "tier"} <= set(
+            pred.columns
+        )
 
 
 @pytest.mark.parametrize(

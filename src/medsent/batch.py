@@ -9,6 +9,7 @@ import pandas as pd
 
 from medsent.data.io import detect_format
 from medsent.errors import DataError
+from medsent.evaluation.tiers import tier_of
 from medsent.predict import Predictor
 
 CHUNK_ROWS = 10_000
@@ -69,6 +70,7 @@ def predict_file(predictor: Predictor, src: Path, dst: Path, text_col: str | Non
             best = proba.argmax(axis=1)
             out["label"] = [predictor.labels[j] for j in best]
             out["confidence"] = proba.max(axis=1)
+            out["tier"] = [tier_of(float(c), predictor.config.tiers) for c in out["confidence"]]
             for j, name in enumerate(predictor.labels):
                 out[f"p_{name.lower()}"] = proba[:, j]
             total += len(out)

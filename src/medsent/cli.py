@@ -327,11 +327,16 @@ def evaluate(
     predictor = Predictor(run_dir)
     labeled = _load_for_run(predictor, data, _data_layer(preset, text_col, label_col, rating_col, strict))
     proba = predictor.predict_proba(labeled.frame["text"].tolist())
-    metrics = compute_metrics(labeled.frame["label"].to_numpy(), proba)
+    y = labeled.frame["label"].to_numpy()
+    metrics = compute_metrics(y, proba)
+    from medsent.evaluation.tiers import tier_table, tiers_markdown
+
+    metrics["tiers"] = tier_table(y, proba, predictor.config.tiers)
     if as_json:
         typer.echo(json.dumps(metrics))
     else:
         typer.echo(metrics_markdown(metrics, f"{run_dir} on {data}"))
+        typer.echo("\nConfidence tiers:\n\n" + tiers_markdown(metrics["tiers"], predictor.config.tiers))
 
 
 @app.command()

@@ -244,6 +244,19 @@ class TrainerConfig(_Strict):
     progress_bar: bool = True
 
 
+class TierConfig(_Strict):
+    """Confidence tiers of the study's deployment plan: auto >= 0.70, review 0.50-0.70, manual < 0.50."""
+
+    auto: float = Field(default=0.70, gt=0.0, le=1.0)
+    review: float = Field(default=0.50, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierConfig:
+        if self.review >= self.auto:
+            raise ValueError("tiers.review must be below tiers.auto")
+        return self
+
+
 class RunConfig(_Strict):
     """Everything one training run needs; saved resolved in the run folder."""
 
@@ -263,6 +276,7 @@ class RunConfig(_Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    tiers: TierConfig = Field(default_factory=TierConfig)
 
 
 PRESET_DIR = Path(__file__).parent / "presets"

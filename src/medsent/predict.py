@@ -88,6 +88,8 @@ class Predictor:
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         proba = self.predict_proba(texts)
         out = []
+        from medsent.evaluation.tiers import tier_of
+
         for row in proba:
             best = int(row.argmax())
             out.append(
@@ -95,6 +97,7 @@ class Predictor:
                     "prediction": self.labels[best],
                     "confidence": float(row[best]),
                     "probabilities": {name: float(p) for name, p in zip(self.labels, row, strict=True)},
+                    "tier": tier_of(float(row[best]), self.config.tiers),
                 }
             )
         return out
