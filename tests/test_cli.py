@@ -42,7 +42,18 @@ def test_train_evaluate_predict_round_trip(
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["files"]["train"]["sha256"] and manifest["splits"]["test"] > 0
 
-    code, out, _ = run(capsys, "evaluate", str(out_dir), "--data", str(webmd_val_csv), "--json")
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        str(out_dir),
+        "--data",
+        str(webmd_val_csv),
+        "--json",
+        "--out",
+        str(tmp_path / "ev"),
+    )
+    assert (tmp_path / "ev" / "threshold_sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["threshold_sweep"][0]["coverage"] == 1.0
     metrics = json.loads(out)
     assert code == 0
     assert {

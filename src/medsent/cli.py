@@ -319,6 +319,9 @@ def evaluate(
     rating_col: RatingColOpt = None,
     strict: StrictOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for metrics.json and the threshold-sweep plot.")
+    ] = None,
 ) -> None:
     """Score a run on a labelled file (the run's own cleaning and column mapping by default)."""
     from medsent.evaluation.metrics import compute_metrics, metrics_markdown
@@ -329,9 +332,19 @@ def evaluate(
     proba = predictor.predict_proba(labeled.frame["text"].tolist())
     y = labeled.frame["label"].to_numpy()
     metrics = compute_metrics(y, proba)
-    from medsent.evaluation.tiers import tier_table, tiers_markdown
+    from medsent.evaluation.tiers import sweep_plot, threshold_sweep, tier_table, tiers_markdown
 
     metrics["tiers"] = tier_table(y, proba, predictor.config.tiers)
+    if out is not None:
+        from medsent.runs import write_json
+
+        out.mkdir(parents=True, exist_ok=True)
+        sweep = threshold_sweep(y, proba)
+        write_json(
+            out / "metrics.json",
+            {**metrics, "threshold_sweep": sweep, "run": str(run_dir), "data": str(data)},
+        )
+        sweep_plot(sweep, out / "threshold_sweep.png")
     if as_json:
         typer.echo(json.dumps(metrics))
     else:

@@ -35,7 +35,7 @@ def tier_table(y: np.ndarray, proba: np.ndarray, cfg: TierConfig) -> dict[str, d
     return table
 
 
-def threshold_sweep(y: np.ndarray, proba: np.ndarray, steps: int = 41) -> list[dict[str, float]]:
+def threshold_sweep(y: np.ndarray, proba: np.ndarray, steps: int = 41) -> list[dict[str, Any]]:
     """Accuracy of the reviews kept automatically, and their share, as the threshold rises."""
     conf = proba.max(axis=1)
     correct = proba.argmax(axis=1) == np.asarray(y)
@@ -46,7 +46,7 @@ def threshold_sweep(y: np.ndarray, proba: np.ndarray, steps: int = 41) -> list[d
             {
                 "threshold": float(t),
                 "coverage": float(keep.mean()),
-                "accuracy": float(correct[keep].mean()) if keep.any() else float("nan"),
+                "accuracy": float(correct[keep].mean()) if keep.any() else None,
             }
         )
     return rows
@@ -65,14 +65,15 @@ def tiers_markdown(table: dict[str, dict[str, Any]], cfg: TierConfig) -> str:
     return "\n".join(lines)
 
 
-def sweep_plot(rows: list[dict[str, float]], path: Path) -> Path:
+def sweep_plot(rows: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    ax.plot([r["coverage"] for r in rows], [r["accuracy"] for r in rows], marker=".")
+    kept = [r for r in rows if r["accuracy"] is not None]
+    ax.plot([r["coverage"] for r in kept], [r["accuracy"] for r in kept], marker=".")
     ax.set_xlabel("coverage (share routed automatically)")
     ax.set_ylabel("accuracy of those")
     ax.set_title("Confidence threshold sweep")
