@@ -53,3 +53,14 @@ def test_english_filter_is_optional() -> None:
 
 def test_dedupe_key_ignores_case_punctuation_and_accents() -> None:
     assert dedupe_key("Café — GREAT!!") == dedupe_key("cafe great")
+
+
+def test_training_cleaning_and_prediction_repairs_give_the_same_text() -> None:
+    messy = [
+        "  &amp;#039;didn&#039;t  help ",
+        "donâ€™t take it http://x.biz  now please",
+        '"quoted review text here"',
+    ]
+    cfg = CleanConfig(unescape_html=False)
+    cleaned, _ = _clean(messy, unescape_html=False)
+    assert cleaned == [normalize_text(t, cfg) for t in messy]

@@ -6,6 +6,7 @@ import bisect
 import html
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,19 +172,41 @@ class CleaningReport:
         return "\n".join(lines)
 
 
+def _unescape(text: str) -> str:
+    # Twice: scrapes hold double-escaped entities such as "&amp;#039;".
+    return html.unescape(html.unescape(text))
+
+
+def _fix_encoding(text: str) -> str:
+    return ftfy.fix_text(text, normalization="NFC")
+
+
+def _strip_urls(text: str) -> str:
+    return _URL.sub(" ", text)
+
+
+def _normalize_whitespace(text: str) -> str:
+    text = _WS.sub(" ", text).strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1].strip()
+    return text
+
+
+# The text repairs, in order: (report name, CleanConfig switch, function). Training counts each one;
+# prediction runs the same list, so both see identical text.
+TEXT_STEPS: tuple[tuple[str, str, Callable[[str], str]], ...] = (
+    ("unescape HTML entities", "unescape_html", _unescape),
+    ("repair broken encoding (ftfy)", "fix_encoding", _fix_encoding),
+    ("strip URLs", "strip_urls", _strip_urls),
+    ("normalise whitespace and wrapping quotes", "normalize_whitespace", _normalize_whitespace),
+)
+
+
 def normalize_text(text: str, cfg: CleanConfig) -> str:
     """The text-level repairs, also applied to every text at prediction time."""
-    if cfg.unescape_html:
-        # Twice: scrapes hold double-escaped entities such as "&amp;#039;".
-        text = html.unescape(html.unescape(text))
-    if cfg.fix_encoding:
-        text = ftfy.fix_text(text, normalization="NFC")
-    if cfg.strip_urls:
-        text = _URL.sub(" ", text)
-    if cfg.normalize_whitespace:
-        text = _WS.sub(" ", text).strip()
-        if len(text) >= 2 and text[0] == text[-1] == '"':
-            text = text[1:-1].strip()
+    for _, switch, fn in TEXT_STEPS:
+        if getattr(cfg, switch):
+            text = fn(text)
     return text
 
 
@@ -250,22 +273,8 @@ def truncated_duplicates(keys: list[str], raw: list[str]) -> list[bool]:
 
 def clean_frame(frame: pd.DataFrame, cfg: CleanConfig, report: CleaningReport) -> pd.DataFrame:
     """Run every enabled step over a frame with a ``text`` column; returns the kept rows."""
-    frame = _apply_step(frame, report, "unescape HTML entities", cfg.unescape_html, html.unescape)
-    frame = _apply_step(
-        frame,
-        report,
-        "repair broken encoding (ftfy)",
-        cfg.fix_encoding,
-        lambda t: ftfy.fix_text(html.unescape(t), normalization="NFC"),
-    )
-    frame = _apply_step(frame, report, "strip URLs", cfg.strip_urls, lambda t: _URL.sub(" ", t))
-    frame = _apply_step(
-        frame,
-        report,
-        "normalise whitespace and wrapping quotes",
-        cfg.normalize_whitespace,
-        lambda t: normalize_text(t, CleanConfig(unescape_html=False, fix_encoding=False, strip_urls=False)),
-    )
+    for name, switch, fn in TEXT_STEPS:
+        frame = _apply_step(frame, report, name, getattr(cfg, switch), fn)
     frame = _filter(frame, report, "drop empty text", frame["text"].str.strip().str.len() > 0)
     counts = frame["text"].map(word_count)
     frame = _filter(frame, report, f"drop shorter than {cfg.min_words} words", counts >= cfg.min_words)

@@ -22,9 +22,9 @@ WEIGHTS = "model.safetensors"
 
 def text_view(texts: Sequence[str], cfg: RunConfig) -> list[str]:
     """What a word-level model reads: tokenized, lower-cased, negation-tagged per config."""
-    spec = get_model_spec(cfg.model)
-    negation = spec.negation_default if cfg.text.negation is None else cfg.text.negation
-    return [model_text(t, negation, cfg.text.lowercase) for t in texts]
+    from medsent.predict import negation_for
+
+    return [model_text(t, negation_for(cfg), cfg.text.lowercase) for t in texts]
 
 
 @torch.inference_mode()
