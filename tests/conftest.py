@@ -47,3 +47,48 @@ def svm_run(tmp_path_factory: pytest.TempPathFactory, webmd_train_csv: Path, web
     cfg = build_config({"model": "svm", "data": preset_layer("webmd"), "split": {"test_frac": 0.2}})
     train_run(cfg, webmd_train_csv, out, val_path=webmd_val_csv)
     return out
+
+
+# Tiny widths, 2 epochs, one thread: behaviour, not accuracy, is under test.
+TINY_TEXTCNN = {
+    "model": "textcnn",
+    "textcnn": {"embed_dim": 24, "num_filters": 8},
+    "trainer": {"max_epochs": 2, "progress_bar": False, "num_threads": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def textcnn_run(tmp_path_factory: pytest.TempPathFactory, webmd_train_csv: Path, webmd_val_csv: Path) -> Path:
+    """One tiny trained TextCNN run folder shared by the read-only tests."""
+    from medsent.config import build_config
+    from medsent.data.presets import preset_layer
+    from medsent.train import train_run
+
+    out = tmp_path_factory.mktemp("runs") / "textcnn"
+    cfg = build_config({**TINY_TEXTCNN, "data": preset_layer("webmd"), "split": {"test_frac": 0}})
+    train_run(cfg, webmd_train_csv, out, val_path=webmd_val_csv)
+    return out
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def one_line_error(self, fragment: str) -> bool:
+        lines = [ln for ln in self.err.strip().splitlines() if not ln.startswith(("INFO", "WARNING"))]
+        return self.code == 2 and len(lines) == 1 and fragment in lines[0] and "Traceback" not in self.err
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run `medsent ARGS...` through the real entry point; returns exit code, stdout and stderr."""
+    from medsent.cli import main
+
+    def call(*argv: str) -> CliResult:
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        code = exc.value.code if isinstance(exc.value.code, int) else 0
+        return CliResult(code, out, err)
+
+    return call

@@ -384,20 +384,16 @@ def calibrate(
     plot = reliability_diagram(y, raw, apply_temperature(raw, temperature), run_dir / "reliability.png")
     write_json(run_dir / CALIBRATION_FILE, summary)
     typer.echo(
-        f"temperature {temperature:.3f}: ECE {summary['ece_before']:.4f} -> {summary['ece_after']:.4f}, "
-        f"NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f} (n={summary['n']})"
+        f"temperature {temperature:.3f}: ECE {summary['ece_before']:.4f} -> {summary['ece_after']:.4f} "
+        f"(2-fold cross-fitted: {summary['ece_after_crossfit']:.4f}), NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f} (n={summary['n']})"
     )
     typer.echo(f"saved: {run_dir / CALIBRATION_FILE}, {plot}")
 
 
 def _load_for_run(predictor: Any, data: Path, layer: dict[str, Any]) -> Any:
-    """Read a labelled file with the run's own column mapping and cleaning, flags overriding."""
-    from medsent.config import DataConfig
-    from medsent.data.dataset import load_labeled
+    from medsent.data.dataset import load_labeled_for
 
-    base = predictor.config.data.model_dump()
-    data_cfg = DataConfig.model_validate({**base, **layer}) if layer else predictor.config.data
-    return load_labeled(data, data_cfg, predictor.config.clean)
+    return load_labeled_for(predictor.config, data, layer)
 
 
 @app.command()
@@ -427,6 +423,134 @@ def predict(
     predictor = Predictor(run_dir)
     count = predict_file(predictor, input_, output, text_col)
     typer.echo(f"wrote {count} predictions to {output}")
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (the first is the baseline).")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled held-out file every run is scored on.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the table, plots and report.html.")],
+    preset: PresetOpt = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
+    rating_col: RatingColOpt = None,
+    strict: StrictOpt = False,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="Run (folder name) the deltas are measured against.")
+    ] = None,
+) -> None:
+    """Score runs on one file: macro-F1, Neutral F1, kappa, speed, size, deltas; report.html."""
+    from medsent.evaluation.compare import compare_runs
+
+    layer = _data_layer(preset, text_col, label_col, rating_col, strict)
+    compare_runs(run_dirs, data, out, layer, baseline)
+    typer.echo((out / "comparison.md").read_text(encoding="utf-8"))
+    typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command()
+def ensemble(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Member run folders (two or more).")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder for the ensemble.")],
+    method: Annotated[
+        str, typer.Option("--method", help="soft (average probabilities) or hard (votes).")
+    ] = "soft",
+    fit_weights: Annotated[
+        Path | None,
+        typer.Option("--fit-weights", help="Validation file to fit member weights on (log-loss)."),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="Explicit member weights, comma-separated.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
+) -> None:
+    """Combine runs into one run that predict, evaluate, calibrate and serve accept."""
+    from medsent.ensemble import build_ensemble
+
+    explicit = None
+    if weights is not None:
+        try:
+            explicit = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise ConfigError(f"--weights expects numbers separated by commas, got '{weights}'") from None
+    fit_on = None
+    if fit_weights is not None:
+        from medsent.data.io import file_sha256
+        from medsent.predict import Predictor
+
+        labeled = _load_for_run(Predictor(run_dirs[0]), fit_weights, {})
+        fit_on = (
+            labeled.frame["text"].tolist(),
+            labeled.frame["label"].to_numpy(),
+            {"path": str(fit_weights), "sha256": file_sha256(fit_weights), "n": len(labeled.frame)},
+        )
+    spec = build_ensemble(run_dirs, out, method, explicit, fit_on, overwrite)
+    typer.echo(f"ensemble ({spec['method']}) of {len(spec['members'])} runs saved to {out}")
+    for member, w in zip(spec["members"], spec["weights"], strict=True):
+        typer.echo(f"  {w:.3f}  {member}")
+    if "val_macro_f1_fitted" in spec:
+        typer.echo(
+            f"validation macro-F1: equal weights {spec['val_macro_f1_equal']:.4f}, "
+            f"fitted {spec['val_macro_f1_fitted']:.4f}"
+        )
+
+
+@app.command()
+def ablate(
+    model: Annotated[str, typer.Option("--model", help="Neural model whose preset is ablated.")],
+    data: Annotated[Path, typer.Option("--data", help="Training file.")],
+    val_data: Annotated[Path, typer.Option("--val-data", help="Validation file every variant is scored on.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for results, table and report.html.")],
+    techniques: Annotated[
+        str | None,
+        typer.Option(
+            "--techniques", help="Comma-separated techniques to switch off (default: all the preset uses)."
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per variant.")] = 3,
+    preset_config: Annotated[
+        str | None, typer.Option("--preset-config", help="v1, v2 or recommended (default v2).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML config layered on the preset.")
+    ] = None,
+    preset: PresetOpt = None,
+    max_epochs: Annotated[
+        int | None, typer.Option("--max-epochs", help="Epoch limit for every variant.")
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config field.")] = None,
+    keep_runs: Annotated[bool, typer.Option("--keep-runs", help="Keep every variant's run folder.")] = False,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="Only list the techniques this preset can switch off.")
+    ] = False,
+) -> None:
+    """Switch each technique of a preset off in turn, over seeds: the study's impact table."""
+    from medsent.ablate import applicable, run_ablation
+    from medsent.config import build_config, load_yaml, model_preset_layer
+    from medsent.models.registry import get_model_spec
+
+    spec = get_model_spec(model)
+    if spec.family == "sklearn":
+        raise ConfigError("ablate switches off training techniques of neural models; the SVM has none")
+    layers: list[dict[str, Any]] = [model_preset_layer(spec.name, preset_config), {"model": spec.name}]
+    if config is not None:
+        layers.append(load_yaml(config))
+    cli: dict[str, Any] = {"trainer": {"progress_bar": False}}
+    if max_epochs is not None:
+        cli["trainer"]["max_epochs"] = max_epochs
+    data_layer = _data_layer(preset, None, None, None, False)
+    if data_layer:
+        cli["data"] = data_layer
+    layers += [cli, _parse_sets(set_ or [])]
+    if list_only:
+        for name, layer in applicable(build_config(*layers)).items():
+            typer.echo(f"{name:18s} off = {layer}")
+        return
+    _setup_logging()
+    chosen = [t.strip() for t in techniques.split(",") if t.strip()] if techniques else None
+    run_ablation(layers, data, val_data, out, chosen, seeds, keep_runs)
+    typer.echo((out / "ablation.md").read_text(encoding="utf-8"))
+    typer.echo(f"report: {out / 'report.html'}")
 
 
 @app.command()

@@ -235,6 +235,8 @@ class TrainerConfig(_Strict):
     accumulate: int = Field(default=1, ge=1)
     monitor: Literal["val_macro_f1", "val_loss"] = "val_macro_f1"
     patience: int = Field(default=5, ge=1)
+    # Off: train all max_epochs and keep the last epoch's weights (what `medsent ablate` compares against).
+    early_stopping: bool = True
     min_delta: float = Field(default=0.001, ge=0.0)
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(default=1, ge=1)

@@ -19,6 +19,8 @@ from medsent.labels import LABELS
 from medsent.models.registry import get_model_spec
 from medsent.runs import check_run_folder, read_json
 
+ENSEMBLE = "ensemble"
+
 
 class ProbabilisticModel(Protocol):
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
@@ -49,6 +51,16 @@ def _load_model(run_dir: Path, cfg: RunConfig) -> ProbabilisticModel:
     raise RunError(f"run {run_dir} has model family '{spec.family}', which this version cannot load")
 
 
+def label_order(run_dir: Path) -> list[int] | None:
+    """Column order that maps a run's own label order onto ours; refuses a different label set."""
+    stored = read_json(run_dir / "labels.json").get("labels")
+    if stored == list(LABELS):
+        return None
+    if not isinstance(stored, list) or sorted(map(str, stored)) != sorted(LABELS):
+        raise RunError(f"{run_dir}: label map {stored} is not a permutation of {list(LABELS)}")
+    return [stored.index(name) for name in LABELS]
+
+
 def _temperature(run_dir: Path) -> float | None:
     path = run_dir / "calibration.json"
     if not path.exists():
@@ -66,18 +78,27 @@ class Predictor:
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.meta: dict[str, Any] = check_run_folder(self.run_dir)
-        self.config = load_config(self.run_dir)
-        labels = read_json(self.run_dir / "labels.json")
-        if labels.get("labels") != list(LABELS):
-            raise RunError(f"{self.run_dir}: label map {labels.get('labels')} is not {list(LABELS)}")
         self.labels = list(LABELS)
-        self.model = _load_model(self.run_dir, self.config)
+        self.is_ensemble = self.meta.get("model") == ENSEMBLE
+        self.model: ProbabilisticModel
+        if self.is_ensemble:
+            from medsent.ensemble import EnsembleModel
+
+            ensemble = EnsembleModel.load(self.run_dir)
+            self.model, self.config, self._order = ensemble, ensemble.config, None
+        else:
+            self.config = load_config(self.run_dir)
+            self._order = label_order(self.run_dir)
+            self.model = _load_model(self.run_dir, self.config)
         self.temperature = _temperature(self.run_dir)
 
     def predict_proba(self, texts: Sequence[str], calibrated: bool = True) -> np.ndarray:
         """Probabilities, temperature-scaled when the run was calibrated (``medsent calibrate``)."""
-        cleaned = [normalize_text(t, self.config.clean) for t in texts]
+        # An ensemble's members clean the raw text each with their own settings.
+        cleaned = list(texts) if self.is_ensemble else [normalize_text(t, self.config.clean) for t in texts]
         proba = self.model.predict_proba(cleaned)
+        if self._order is not None:
+            proba = proba[:, self._order]
         proba = proba / proba.sum(axis=1, keepdims=True)
         if calibrated and self.temperature is not None:
             from medsent.evaluation.calibration import apply_temperature

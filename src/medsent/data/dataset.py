@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from medsent.config import CleanConfig, DataConfig, SplitConfig
+from medsent.config import CleanConfig, DataConfig, RunConfig, SplitConfig
 from medsent.data.clean import CleaningReport, clean_frame, dedupe_key
 from medsent.data.io import read_table
 from medsent.errors import DataError
@@ -115,6 +115,12 @@ def map_columns(frame: pd.DataFrame, cfg: DataConfig, path: Path, report: Cleani
         if extra in frame.columns:
             out[extra] = frame.loc[keep, extra].to_numpy()
     return out
+
+
+def load_labeled_for(cfg: RunConfig, path: Path, layer: dict[str, Any] | None = None) -> LabeledData:
+    """Read a labelled file with a run's own column mapping and cleaning, ``layer`` overriding columns."""
+    data_cfg = DataConfig.model_validate({**cfg.data.model_dump(), **layer}) if layer else cfg.data
+    return load_labeled(path, data_cfg, cfg.clean)
 
 
 def load_labeled(path: str | Path, data: DataConfig, clean: CleanConfig) -> LabeledData:

@@ -41,6 +41,19 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
+def crossfit_ece(proba: np.ndarray, y: np.ndarray, folds: int = 2, seed: int = 0) -> float:
+    """ECE after scaling, each review scored by a temperature fitted without it (honest, unlike in-sample)."""
+    y = np.asarray(y, dtype=int)
+    if len(y) < 2 * folds:
+        return float("nan")
+    order = np.random.default_rng(seed).permutation(len(y))
+    scaled = np.empty_like(proba)
+    for part in np.array_split(order, folds):
+        rest = np.setdiff1d(order, part)
+        scaled[part] = apply_temperature(proba[part], fit_temperature(proba[rest], y[rest]))
+    return expected_calibration_error(y, scaled)
+
+
 def calibration_summary(proba: np.ndarray, y: np.ndarray, temperature: float) -> dict[str, Any]:
     after = apply_temperature(proba, temperature)
     return {
@@ -48,6 +61,7 @@ def calibration_summary(proba: np.ndarray, y: np.ndarray, temperature: float) ->
         "n": len(y),
         "ece_before": expected_calibration_error(y, proba),
         "ece_after": expected_calibration_error(y, after),
+        "ece_after_crossfit": crossfit_ece(proba, y),
         "nll_before": nll(proba, y),
         "nll_after": nll(after, y),
     }

@@ -65,15 +65,20 @@ def tiers_markdown(table: dict[str, dict[str, Any]], cfg: TierConfig) -> str:
     return "\n".join(lines)
 
 
-def sweep_plot(rows: list[dict[str, Any]], path: Path) -> Path:
+def sweep_plot(rows: list[dict[str, Any]] | dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    """Coverage against accuracy as the auto threshold moves; several named curves share one axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    kept = [r for r in rows if r["accuracy"] is not None]
-    ax.plot([r["coverage"] for r in kept], [r["accuracy"] for r in kept], marker=".")
+    curves = rows if isinstance(rows, dict) else {"": rows}
+    for name, curve in curves.items():
+        kept = [r for r in curve if r["accuracy"] is not None]
+        ax.plot([r["coverage"] for r in kept], [r["accuracy"] for r in kept], marker=".", label=name or None)
+    if len(curves) > 1:
+        ax.legend(fontsize=7)
     ax.set_xlabel("coverage (share routed automatically)")
     ax.set_ylabel("accuracy of those")
     ax.set_title("Confidence threshold sweep")

@@ -115,6 +115,12 @@ class SvmClassifier:
             self.weights[f"{branch}_idf"] = np.asarray(vec.idf_, dtype=np.float64)
         return self
 
+    @property
+    def n_params(self) -> int:
+        """Learned numbers: the linear weights and the calibrator (IDF values are statistics)."""
+        keys = ("coef", "intercept", "cal_coef", "cal_intercept")
+        return int(sum(self.weights[k].size for k in keys))
+
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
         scores = self._features(texts) @ self.weights["coef"].T + self.weights["intercept"]
         return np.asarray(scores, dtype=np.float64)

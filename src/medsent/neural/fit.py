@@ -388,18 +388,16 @@ def fit_neural(
     history_path = work_dir / "history.csv"
     if not resume and history_path.exists():
         history_path.unlink()
-    callbacks: list[Callback] = [
-        EpochHistory(history_path),
-        EarlyStopping(
+    callbacks: list[Callback] = [EpochHistory(history_path), checkpoint, *prep.callbacks]
+    if tc.early_stopping:
+        stopper = EarlyStopping(
             monitor=tc.monitor,
             mode=mode,
             patience=tc.patience,
             min_delta=tc.min_delta,
             check_on_train_epoch_end=False,
-        ),
-        checkpoint,
-        *prep.callbacks,
-    ]
+        )
+        callbacks.insert(1, stopper)
     world = tc.devices * tc.num_nodes
     precision = resolve_precision(tc.precision, tc.accelerator)
     trainer = L.Trainer(
@@ -427,7 +425,7 @@ def fit_neural(
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     wall = time.perf_counter() - start
-    best_path = checkpoint.best_model_path
+    best_path = checkpoint.best_model_path if tc.early_stopping else ""
     if best_path and Path(best_path).exists():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
@@ -437,6 +435,9 @@ def fit_neural(
     if history and best_score is not None:
         target = float(best_score)
         best_epoch = int(min(history, key=lambda h: abs(h.get(tc.monitor, np.inf) - target))["epoch"])
+    if not tc.early_stopping and history:  # the weights kept are the last epoch's
+        best_epoch = int(history[-1]["epoch"])
+        best_score = torch.tensor(history[-1].get(tc.monitor, np.nan))
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     speeds = [h["train_samples_per_s"] for h in history if np.isfinite(h.get("train_samples_per_s", np.nan))]
