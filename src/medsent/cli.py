@@ -385,7 +385,8 @@ def calibrate(
     write_json(run_dir / CALIBRATION_FILE, summary)
     typer.echo(
         f"temperature {temperature:.3f}: ECE {summary['ece_before']:.4f} -> {summary['ece_after']:.4f} "
-        f"(2-fold cross-fitted: {summary['ece_after_crossfit']:.4f}), NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f} (n={summary['n']})"
+        f"(2-fold cross-fitted: {summary['ece_after_crossfit']:.4f}), "
+        f"NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f} (n={summary['n']})"
     )
     typer.echo(f"saved: {run_dir / CALIBRATION_FILE}, {plot}")
 
@@ -551,6 +552,54 @@ def ablate(
     run_ablation(layers, data, val_data, out, chosen, seeds, keep_runs)
     typer.echo((out / "ablation.md").read_text(encoding="utf-8"))
     typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder of a neural model.")],
+    format_: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier export.")] = False,
+) -> None:
+    """Export the network to ONNX inside the run; predict and serve then use onnxruntime."""
+    if format_.lower() != "onnx":
+        raise ConfigError(f"unknown export format '{format_}'; known: onnx")
+    from medsent.neural.onnx import export_run, onnx_path
+
+    meta = export_run(run_dir, overwrite)
+    typer.echo(
+        f"exported {onnx_path(run_dir)} (opset {meta['opset']}, {meta['export_seconds']:.1f} s); "
+        f"max |p_onnx - p_torch| = {meta['max_abs_prob_diff']:.2e}"
+    )
+
+
+@app.command()
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder to serve (any model, or an ensemble).")],
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes (each loads the model).")] = 1,
+    threads: Annotated[int | None, typer.Option("--threads", help="Torch threads per worker.")] = None,
+    max_text_chars: Annotated[
+        int, typer.Option("--max-text-chars", help="Longest text accepted (413 beyond).")
+    ] = 20_000,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", help="Most texts per batch request (413 beyond).")
+    ] = 256,
+) -> None:
+    """Serve predictions over HTTP: POST /v1/predict, /v1/predict/batch; GET /health, /v1/model."""
+    from medsent.serve import Limits
+    from medsent.serve import serve as run_server
+
+    if workers < 1 or not 0 < port < 65536:
+        raise ConfigError("--workers must be >= 1 and --port within 1-65535")
+    if max_text_chars < 1 or max_batch < 1:
+        raise ConfigError("--max-text-chars and --max-batch must be positive")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    run_server(
+        run_dir, host, port, workers, Limits(max_text_chars=max_text_chars, max_batch=max_batch), threads
+    )
 
 
 @app.command()

@@ -46,8 +46,11 @@ def _load_model(run_dir: Path, cfg: RunConfig) -> ProbabilisticModel:
         return SvmClassifier.load(run_dir / "model", cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
     if spec.family in ("neural", "transformer"):
         from medsent.neural.infer import NeuralClassifier
+        from medsent.neural.onnx import onnx_enabled, onnx_path
 
-        return NeuralClassifier.load(run_dir / "model", cfg)
+        exported = onnx_path(run_dir)
+        use = exported if exported.is_file() and onnx_enabled() else None
+        return NeuralClassifier.load(run_dir / "model", cfg, use)
     raise RunError(f"run {run_dir} has model family '{spec.family}', which this version cannot load")
 
 
@@ -91,6 +94,9 @@ class Predictor:
             self._order = label_order(self.run_dir)
             self.model = _load_model(self.run_dir, self.config)
         self.temperature = _temperature(self.run_dir)
+        self.backend = (
+            "onnxruntime" if type(getattr(self.model, "model", None)).__name__ == "OrtNetwork" else "native"
+        )
 
     def predict_proba(self, texts: Sequence[str], calibrated: bool = True) -> np.ndarray:
         """Probabilities, temperature-scaled when the run was calibrated (``medsent calibrate``)."""

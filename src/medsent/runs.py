@@ -17,7 +17,7 @@ from medsent import __version__
 from medsent.errors import RunError
 
 RUN_FILE = "run.json"
-SAFE_SUFFIXES = frozenset({".json", ".yaml", ".yml", ".md", ".png", ".csv", ".safetensors", ".txt"})
+SAFE_SUFFIXES = frozenset({".json", ".yaml", ".yml", ".md", ".png", ".csv", ".safetensors", ".txt", ".onnx"})
 
 
 def write_json(path: Path, data: Any) -> None:

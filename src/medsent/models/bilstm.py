@@ -77,7 +77,7 @@ class BiLSTMAttention(nn.Module):
         rev = torch.where(mask, lengths[:, None] - 1 - steps, steps)
 
         def flip(t: torch.Tensor) -> torch.Tensor:
-            return t.gather(1, rev[:, :, None].expand_as(t))
+            return t.gather(1, rev[:, :, None].expand(-1, -1, t.shape[-1]))
 
         h = self.embed_dropout(self.embed_ln(self.embedding(input_ids)))
         for fwd, bwd in zip(self.forward_lstms, self.backward_lstms, strict=True):

@@ -61,13 +61,20 @@ class NeuralClassifier:
         self.cfg = cfg
 
     @classmethod
-    def load(cls, folder: Path, cfg: RunConfig) -> NeuralClassifier | TransformerPredictor:
+    def load(
+        cls, folder: Path, cfg: RunConfig, onnx_file: Path | None = None
+    ) -> NeuralClassifier | TransformerPredictor:
+        """``onnx_file``: run the exported graph in onnxruntime instead of loading the torch weights."""
         spec = get_model_spec(cfg.model)
         if spec.family == "transformer":
-            return TransformerPredictor.load(folder, cfg)
+            return TransformerPredictor.load(folder, cfg, onnx_file)
         if spec.build is None:
             raise RunError(f"model '{cfg.model}' is not a neural model")
         vocab = WordVocab.load(folder, cfg.vocab.max_len)
+        if onnx_file is not None:
+            from medsent.neural.onnx import OrtNetwork
+
+            return cls(OrtNetwork(onnx_file), vocab, cfg)  # type: ignore[arg-type]
         model = spec.build(vocab.size, cfg)
         try:
             state = load_file(str(folder / WEIGHTS))
@@ -97,7 +104,13 @@ class TransformerPredictor:
         self.cfg = cfg
 
     @classmethod
-    def load(cls, folder: Path, cfg: RunConfig) -> TransformerPredictor:
+    def load(cls, folder: Path, cfg: RunConfig, onnx_file: Path | None = None) -> TransformerPredictor:
+        if onnx_file is not None:
+            from medsent.neural.hf import ENCODER_DIR, HFTextEncoder
+            from medsent.neural.onnx import OrtNetwork
+
+            encoder = HFTextEncoder.load(str(folder / ENCODER_DIR), cfg.transformer)
+            return cls(OrtNetwork(onnx_file), encoder, cfg)  # type: ignore[arg-type]
         from medsent.neural.hf import load_transformer
 
         model, encoder = load_transformer(folder, cfg.transformer)

@@ -1,0 +1,193 @@
+"""ONNX export of a run's network and an onnxruntime stand-in for it at prediction time.
+
+The graph takes (input_ids, attention_mask), both int64 [batch, length] with dynamic axes, and
+returns logits; tokenisation and batching stay in Python and are shared with the PyTorch path, so
+the two paths differ only in the network arithmetic (checked against each other at export time).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medsent.errors import ConfigError, RunError
+from medsent.runs import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+ONNX_DIR = "onnx"
+ONNX_FILE = "model.onnx"
+ONNX_META = "export.json"
+OPSET = 18
+TOLERANCE = 1e-4
+
+
+def onnx_path(run_dir: Path) -> Path:
+    return run_dir / ONNX_DIR / ONNX_FILE
+
+
+def onnx_enabled() -> bool:
+    """onnxruntime is used when a run has an export, it is installed, and MEDSENT_ONNX is not 0."""
+    if os.environ.get("MEDSENT_ONNX", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OrtNetwork:
+    """Called like the torch module inside ``predict_logits``: tensors in, logits tensor out."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own error types for a corrupt file
+            raise RunError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+
+    def eval(self) -> OrtNetwork:
+        return self
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        feeds = {
+            "input_ids": input_ids.numpy().astype(np.int64),
+            "attention_mask": attention_mask.numpy().astype(np.int64),
+        }
+        (logits,) = self.session.run(["logits"], feeds)
+        return torch.from_numpy(np.asarray(logits, dtype=np.float32))
+
+
+class _LogitsOnly(torch.nn.Module):
+    """The network with a fixed (input_ids, attention_mask) -> logits signature, mask as int64."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.net(input_ids, attention_mask)
+
+
+def export_run(
+    run_dir: Path, overwrite: bool = False, probe_texts: list[str] | None = None
+) -> dict[str, Any]:
+    """Write ``onnx/model.onnx`` into the run and check it against PyTorch on real reviews."""
+    from medsent.predict import Predictor
+
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"ONNX export needs onnx, onnxscript and onnxruntime installed ({exc.name} missing)"
+        ) from None
+    target = run_dir / ONNX_DIR
+    if target.exists() and not overwrite:
+        raise RunError(f"{target} already exists; pass --overwrite to export again")
+    os.environ["MEDSENT_ONNX"] = "0"  # the reference below must be the PyTorch model
+    try:
+        predictor = Predictor(run_dir)
+    finally:
+        os.environ.pop("MEDSENT_ONNX", None)
+    if predictor.is_ensemble:
+        raise ConfigError("export one member run at a time; an ensemble is a combination of runs")
+    clf = predictor.model
+    net = getattr(clf, "model", None)
+    if not isinstance(net, torch.nn.Module):
+        raise ConfigError(
+            f"run {run_dir} holds a '{predictor.config.model}' model; ONNX export is for neural runs"
+        )
+    wrapped = _LogitsOnly(net).eval()
+    example_ids = torch.ones((2, 16), dtype=torch.long)
+    example_mask = torch.ones((2, 16), dtype=torch.long)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    length = torch.export.Dim("length", min=2, max=8192)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{ONNX_DIR}.partial-", dir=run_dir))
+    try:
+        start = time.perf_counter()
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's notes on shape names and deprecations
+            program = torch.onnx.export(
+                wrapped,
+                (example_ids, example_mask),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=["input_ids", "attention_mask"],
+                output_names=["logits"],
+                dynamic_shapes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
+                optimize=True,
+                verbose=False,
+            )
+        if program is None:
+            raise RunError("torch.onnx.export returned no program")
+        program.save(str(tmp / ONNX_FILE), external_data=False)
+        seconds = time.perf_counter() - start
+        diff = _check(predictor, tmp / ONNX_FILE, probe_texts)
+        if diff > TOLERANCE:
+            raise RunError(
+                f"ONNX probabilities differ from PyTorch by {diff:.2e} (> {TOLERANCE}); export refused"
+            )
+        meta = {
+            "opset": OPSET,
+            "inputs": ["input_ids", "attention_mask"],
+            "output": "logits",
+            "max_abs_prob_diff": diff,
+            "export_seconds": seconds,
+            "torch": torch.__version__,
+        }
+        write_json(tmp / ONNX_META, meta)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+DEFAULT_PROBES = [
+    "This medicine gave me terrible headaches and I could not sleep.",
+    "Works fine.",
+    "I have been on it for three years. At first the nausea was bad, but after a month it went away and "
+    "my blood pressure is finally under control. I would recommend it, though the price is high.",
+    "ok",
+    "Not sure yet, it's only been a week. Some dizziness but nothing major so far, we will see.",
+]
+
+
+def _check(predictor: Any, path: Path, texts: list[str] | None) -> float:
+    """Largest absolute probability difference between PyTorch and onnxruntime on the probe texts."""
+    probes = (texts or []) + DEFAULT_PROBES
+    reference = predictor.predict_proba(probes, calibrated=False)
+    clf = predictor.model
+    original = clf.model
+    clf.model = OrtNetwork(path)
+    try:
+        exported = predictor.predict_proba(probes, calibrated=False)
+    except Exception as exc:  # onnxruntime's own error types: a graph that cannot run is not exported
+        raise RunError(f"the exported graph fails in onnxruntime: {str(exc).splitlines()[0][:200]}") from None
+    finally:
+        clf.model = original
+    return float(np.abs(reference - exported).max())
+
+
+def read_export(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / ONNX_DIR / ONNX_META
+    return read_json(path) if path.exists() else None

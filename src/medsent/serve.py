@@ -1,0 +1,258 @@
+"""`medsent serve`: the study's deployment API as a FastAPI app over one run folder.
+
+The model is loaded once at start-up. Endpoints are plain (sync) functions, so FastAPI runs each
+request in its thread pool and a slow request never blocks the event loop or the health check.
+Limits are checked before any model work: too long a text or too many texts is a 413, malformed
+input a 422, always with a JSON body ``{"error": ..., "detail": ...}``. Lightning is never imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+
+from medsent import __version__
+from medsent.predict import Predictor
+from medsent.runs import read_json
+
+log = logging.getLogger(__name__)
+
+RUN_ENV = "MEDSENT_RUN_DIR"
+MAX_CHARS_ENV = "MEDSENT_MAX_TEXT_CHARS"
+MAX_BATCH_ENV = "MEDSENT_MAX_BATCH"
+THREADS_ENV = "MEDSENT_THREADS"
+DEFAULT_MAX_CHARS = 20_000
+DEFAULT_MAX_BATCH = 256
+
+
+class Limits(BaseModel):
+    max_text_chars: int = Field(default=DEFAULT_MAX_CHARS, ge=1)
+    max_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """A request body can never legitimately exceed this (4 bytes per char, JSON overhead)."""
+        return self.max_batch * (4 * self.max_text_chars + 64) + 4096
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        return cls(
+            max_text_chars=int(os.environ.get(MAX_CHARS_ENV, DEFAULT_MAX_CHARS)),
+            max_batch=int(os.environ.get(MAX_BATCH_ENV, DEFAULT_MAX_BATCH)),
+        )
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("text is empty")
+    return value
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: StrictStr
+    return_probabilities: StrictBool = True
+
+    _check = field_validator("text")(_non_blank)
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    texts: list[StrictStr] = Field(min_length=1)
+    return_probabilities: StrictBool = True
+
+    @field_validator("texts")
+    @classmethod
+    def _each_non_blank(cls, value: list[str]) -> list[str]:
+        for i, text in enumerate(value):
+            if not text.strip():
+                raise ValueError(f"texts[{i}] is empty")
+        return value
+
+
+class Prediction(BaseModel):
+    prediction: str
+    confidence: float
+    probabilities: dict[str, float] | None = None
+    tier: str
+
+
+class BatchResponse(BaseModel):
+    predictions: list[Prediction]
+
+
+class TooLarge(Exception):
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+
+
+def _error(status: int, error: str, detail: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": error, "detail": detail})
+
+
+def _shape(row: dict[str, Any], with_proba: bool) -> Prediction:
+    return Prediction(
+        prediction=row["prediction"],
+        confidence=round(row["confidence"], 6),
+        probabilities={k: round(v, 6) for k, v in row["probabilities"].items()} if with_proba else None,
+        tier=row["tier"],
+    )
+
+
+def model_info(predictor: Predictor) -> dict[str, Any]:
+    """What /v1/model reports: kind, labels, the run's stored metrics and how predictions are made."""
+    run_dir = predictor.run_dir
+    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
+    headline = {
+        role: {k: metrics[role].get(k) for k in ("n", "macro_f1", "accuracy", "kappa", "ece")}
+        for role in ("val", "test")
+        if isinstance(metrics.get(role), dict)
+    }
+    return {
+        "model": "ensemble" if predictor.is_ensemble else predictor.config.model,
+        "family": predictor.meta.get("family"),
+        "labels": predictor.labels,
+        "run": run_dir.name,
+        "created": predictor.meta.get("created"),
+        "medsent_version": __version__,
+        "run_medsent_version": predictor.meta.get("medsent_version"),
+        "backend": predictor.backend,
+        "calibrated": predictor.temperature is not None,
+        "temperature": predictor.temperature,
+        "tiers": predictor.config.tiers.model_dump(),
+        "metrics": headline,
+        "params": metrics.get("params_total"),
+    }
+
+
+def create_app(
+    run_dir: str | Path, limits: Limits | None = None, predictor: Predictor | None = None
+) -> FastAPI:
+    """The app for one run; the model loads in the lifespan hook (unless given), before the first request."""
+    limits = limits or Limits.from_env()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        threads = os.environ.get(THREADS_ENV)
+        if threads and threads.isdigit():
+            import torch
+
+            torch.set_num_threads(int(threads))
+        nonlocal predictor
+        predictor = predictor or Predictor(run_dir)
+        predictor.predict(["warm-up review"])  # first-call allocations before traffic
+        state["predictor"] = predictor
+        state["info"] = model_info(predictor)
+        log.info("loaded %s (%s) in %.2f s", run_dir, predictor.backend, time.perf_counter() - start)
+        yield
+        state.clear()
+
+    app = FastAPI(title="medsent", version=__version__, lifespan=lifespan)
+
+    @app.middleware("http")
+    async def cap_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limits.max_body_bytes:
+            return _error(413, "payload too large", f"body of {length} bytes exceeds {limits.max_body_bytes}")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in exc.errors()
+        ]
+        return _error(422, "invalid request", details)
+
+    @app.exception_handler(TooLarge)
+    async def too_large(_: Request, exc: TooLarge) -> JSONResponse:
+        return _error(413, "payload too large", exc.detail)
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("prediction failed")
+        return _error(500, "internal error", type(exc).__name__)
+
+    def check_length(texts: list[str]) -> None:
+        for i, text in enumerate(texts):
+            if len(text) > limits.max_text_chars:
+                raise TooLarge(f"text {i} has {len(text)} characters; the limit is {limits.max_text_chars}")
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {
+            "status": "ok" if "predictor" in state else "loading",
+            "model": state.get("info", {}).get("model"),
+        }
+
+    @app.get("/v1/model")
+    def model() -> dict[str, Any]:
+        return dict(state["info"])
+
+    @app.post("/v1/predict", response_model=Prediction, response_model_exclude_none=True)
+    def predict(req: PredictRequest) -> Prediction:
+        check_length([req.text])
+        row = state["predictor"].predict([req.text])[0]
+        return _shape(row, req.return_probabilities)
+
+    @app.post("/v1/predict/batch", response_model=BatchResponse, response_model_exclude_none=True)
+    def predict_batch(req: BatchRequest) -> BatchResponse:
+        if len(req.texts) > limits.max_batch:
+            raise TooLarge(f"{len(req.texts)} texts; the limit is {limits.max_batch} per request")
+        check_length(req.texts)
+        rows = state["predictor"].predict(req.texts)
+        return BatchResponse(predictions=[_shape(r, req.return_probabilities) for r in rows])
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers (``--workers N`` starts processes that import this)."""
+    run_dir = os.environ.get(RUN_ENV)
+    if not run_dir:
+        raise RuntimeError(f"{RUN_ENV} is not set")
+    return create_app(run_dir)
+
+
+def serve(run_dir: Path, host: str, port: int, workers: int, limits: Limits, threads: int | None) -> None:
+    import uvicorn
+
+    predictor = Predictor(run_dir)  # a bad run folder fails here, as one line, before uvicorn starts
+    os.environ[RUN_ENV] = str(run_dir.resolve())
+    os.environ[MAX_CHARS_ENV] = str(limits.max_text_chars)
+    os.environ[MAX_BATCH_ENV] = str(limits.max_batch)
+    if threads:
+        os.environ[THREADS_ENV] = str(threads)
+    log.warning(
+        "medsent serving %s (%s, %s) on http://%s:%d with %d worker(s)",
+        run_dir,
+        model_info(predictor)["model"],
+        predictor.backend,
+        host,
+        port,
+        workers,
+    )
+    if workers == 1:
+        app = create_app(run_dir, limits, predictor)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        return
+    del predictor  # each worker process loads its own copy
+    uvicorn.run(
+        "medsent.serve:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
