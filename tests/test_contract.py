@@ -4,11 +4,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from medsent.config import build_config
 from medsent.data.presets import preset_layer
 from medsent.models.registry import MODELS
+from medsent.neural.onnx import export_run
 from medsent.predict import Predictor
 from medsent.train import train_run
 
@@ -25,7 +27,7 @@ PROBES = ["No side effects and my pain is gone.", "Made me dizzy, stopped after 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_registered_model_contract(
-    name: str, webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+    name: str, webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trainer: dict[str, object] = {}
     if name == "transformer":  # one epoch, all cores: the encoder is the slow part of the suite
@@ -42,3 +44,15 @@ def test_registered_model_contract(
     reloaded = Predictor(result.run_dir).predict_proba(PROBES)
     assert np.allclose(proba, reloaded, atol=1e-6)
     assert 0.0 <= result.metrics["val"]["macro_f1"] <= 1.0
+    if MODELS[name].family == "sklearn":
+        return
+    # Neural runs export to ONNX; onnxruntime then serves them with the same probabilities.
+    export_run(result.run_dir)
+    texts = pd.read_csv(webmd_val_csv)["review"].fillna("").tolist()[:100] + PROBES
+    texts = [t for t in texts if t.strip()]
+    exported = Predictor(result.run_dir)
+    assert exported.backend == "onnxruntime"
+    monkeypatch.setenv("MEDSENT_ONNX", "0")
+    native = Predictor(result.run_dir)
+    assert native.backend == "native"
+    assert np.abs(exported.predict_proba(texts) - native.predict_proba(texts)).max() < 1e-4

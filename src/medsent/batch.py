@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from medsent.data.io import detect_format
@@ -49,7 +50,9 @@ def _text_column(frame: pd.DataFrame, wanted: str | None, default: str) -> str:
     )
 
 
-def predict_file(predictor: Predictor, src: Path, dst: Path, text_col: str | None = None) -> int:
+def predict_file(
+    predictor: Predictor, src: Path, dst: Path, text_col: str | None = None, progress: bool = True
+) -> int:
     """Stream src through the model into dst (written under a temp name, renamed at the end)."""
     if not src.is_file():
         raise DataError(f"input file not found: {src}")
@@ -61,19 +64,33 @@ def predict_file(predictor: Predictor, src: Path, dst: Path, text_col: str | Non
     tmp = dst.with_name(f".{dst.name}.partial")
     total = 0
     writer = None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(unit=" rows", unit_scale=True, desc=f"predict {src.name}", disable=not progress or None)
     try:
         for i, chunk in enumerate(_chunks(src, fmt_in)):
             col = _text_column(chunk, text_col, predictor.config.data.text_col)
             texts = [v if isinstance(v, str) else "" for v in chunk[col]]
-            proba = predictor.predict_proba(texts)
+            blank = np.array([not t.strip() for t in texts], dtype=bool)
+            proba = np.full((len(texts), len(predictor.labels)), np.nan)
+            if (~blank).any():
+                proba[~blank] = predictor.predict_proba(
+                    [t for t, b in zip(texts, blank, strict=True) if not b]
+                )
             out = chunk.reset_index(drop=True).copy()
-            best = proba.argmax(axis=1)
-            out["label"] = [predictor.labels[j] for j in best]
-            out["confidence"] = proba.max(axis=1)
-            out["tier"] = [tier_of(float(c), predictor.config.tiers) for c in out["confidence"]]
+            best = np.where(blank, 0, np.nan_to_num(proba).argmax(axis=1))
+            # A review with no text gets no label: it goes to the manual tier, not a confident guess.
+            out["label"] = ["" if b else predictor.labels[j] for j, b in zip(best, blank, strict=True)]
+            out["confidence"] = proba.max(axis=1, initial=-np.inf, where=~np.isnan(proba))
+            out.loc[blank, "confidence"] = np.nan
+            out["tier"] = [
+                "manual" if b else tier_of(float(c), predictor.config.tiers)
+                for c, b in zip(out["confidence"], blank, strict=True)
+            ]
             for j, name in enumerate(predictor.labels):
                 out[f"p_{name.lower()}"] = proba[:, j]
             total += len(out)
+            bar.update(len(out))
             if fmt_out == "parquet":
                 import pyarrow as pa
                 import pyarrow.parquet as pq
@@ -81,6 +98,14 @@ def predict_file(predictor: Predictor, src: Path, dst: Path, text_col: str | Non
                 table = pa.Table.from_pandas(out, preserve_index=False)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema)
+                elif table.schema != writer.schema:
+                    try:
+                        table = table.cast(writer.schema)
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+                        raise DataError(
+                            f"{src.name}: column types change between rows {total - len(out)} and {total}; "
+                            "write CSV or JSONL instead"
+                        ) from None
                 writer.write_table(table)
             elif fmt_out == "jsonl":
                 with tmp.open("a" if i else "w", encoding="utf-8") as fh:
@@ -93,12 +118,14 @@ def predict_file(predictor: Predictor, src: Path, dst: Path, text_col: str | Non
                     index=False,
                     sep="\t" if fmt_out == "tsv" else ",",
                 )
+        bar.close()
         if writer is not None:
             writer.close()
         if total == 0:
             raise DataError(f"input file {src} holds no rows")
         tmp.replace(dst)
     except BaseException:
+        bar.close()
         if writer is not None:
             writer.close()
         tmp.unlink(missing_ok=True)

@@ -1,0 +1,27 @@
+"""ONNX export: refused where it cannot apply, atomic, and a corrupt export is a one-line error."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from medsent.errors import ConfigError, RunError
+from medsent.neural.onnx import export_run, onnx_path
+from medsent.predict import Predictor
+
+
+def test_export_refusals_and_corrupt_file(cli, svm_run: Path, textcnn_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ONNX export is for neural runs"):
+        export_run(svm_run)
+    assert cli("export", svm_run, "--format", "tflite").one_line_error("unknown export format 'tflite'")
+    run = tmp_path / "cnn"
+    shutil.copytree(textcnn_run, run)
+    res = cli("export", run)
+    assert res.code == 0 and "max |p_onnx - p_torch|" in res.out
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no partial folder left behind
+    assert cli("export", run).one_line_error("already exists")
+    assert cli("export", run, "--overwrite").code == 0
+    onnx_path(run).write_bytes(b"not a protobuf")
+    with pytest.raises(RunError, match="cannot load"):
+        Predictor(run)
+    assert cli("predict", run, "--text", "fine").one_line_error("cannot load")
