@@ -56,6 +56,13 @@ def test_ensemble_is_a_run_that_predict_and_evaluate_accept(
     assert sum(row["probabilities"].values()) == pytest.approx(1.0)
     res = cli("evaluate", moved, "--data", webmd_val_csv, "--json")
     assert res.code == 0 and 0 <= json.loads(res.out)["macro_f1"] <= 1
+    scored = tmp_path / "scored.csv"
+    res = cli("predict", moved, "--input", webmd_val_csv, "--output", scored)
+    assert res.code == 0 and "wrote" in res.out
+    import pandas as pd
+
+    frame = pd.read_csv(scored)
+    assert {"label", "confidence", "tier", "p_neutral", "drug"} <= set(frame.columns)
     res = cli("calibrate", moved, "--data", webmd_val_csv)
     assert res.code == 0 and (moved / "calibration.json").exists()
 
