@@ -398,6 +398,8 @@ def ablation_markdown(rows: list[dict[str, Any]], model: str, seeds: int, n: int
 def _plot(rows: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib
 
+    from medsent.evaluation.report import save_figure
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -421,10 +423,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("validation score (mean ± sd over seeds)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _html(

@@ -18,8 +18,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medsent import __version__
 from medsent.predict import Predictor

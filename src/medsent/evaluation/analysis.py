@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from medsent.evaluation.report import save_figure
 from medsent.labels import LABELS
 
 LENGTH_EDGES = (0, 20, 50, 100, 200)  # words; the last bucket is open-ended
@@ -109,7 +110,4 @@ def confusion_heatmap(matrix: list[list[int]], path: Path, title: str) -> Path:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

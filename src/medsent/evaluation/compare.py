@@ -13,7 +13,7 @@ import numpy as np
 from medsent.errors import ConfigError, RunError
 from medsent.evaluation.analysis import confusion_heatmap, error_analysis
 from medsent.evaluation.metrics import compute_metrics
-from medsent.evaluation.report import heading, image, paragraph, table, write_report
+from medsent.evaluation.report import heading, image, paragraph, save_figure, table, write_report
 from medsent.evaluation.tiers import sweep_plot, threshold_sweep, tier_table
 from medsent.labels import LABELS
 from medsent.predict import Predictor
@@ -237,10 +237,7 @@ def _bar_chart(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("score")
     ax.legend(fontsize=7, ncols=min(len(rows), 4), loc="upper left")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _html(

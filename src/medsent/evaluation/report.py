@@ -66,6 +66,16 @@ def paragraph(text: str, muted: bool = False) -> str:
     return f"<p{cls}>{html.escape(text)}</p>"
 
 
+def save_figure(fig: Any, path: Path) -> Path:
+    """Tight layout, write, and close (matplotlib keeps every open figure alive otherwise)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def write_report(path: Path, title: str, parts: Sequence[str]) -> Path:
     """One HTML file written atomically; ``parts`` are HTML fragments built with the helpers above."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
