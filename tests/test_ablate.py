@@ -69,3 +69,24 @@ def test_tiny_ablation_end_to_end_and_resume(
     assert cli(
         "ablate", "--model", "svm", "--data", webmd_train_csv, "--val-data", webmd_val_csv, "--out", out
     ).one_line_error("SVM has none")
+
+
+def test_list_shows_what_the_preset_can_switch_off(cli, tmp_path: Path) -> None:
+    res = cli(
+        "ablate",
+        "--model",
+        "transformer",
+        "--data",
+        "x.csv",
+        "--val-data",
+        "y.csv",
+        "--out",
+        tmp_path,
+        "--list",
+    )
+    assert (
+        res.code == 0
+        and "freezing" in res.out
+        and "discriminative_lr" in res.out
+        and "layer_norm" not in res.out
+    )

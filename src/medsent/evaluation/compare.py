@@ -22,6 +22,7 @@ from medsent.runs import read_json, write_json
 COLUMNS = (
     "run",
     "model",
+    "backend",
     "macro_f1",
     "neutral_f1",
     "kappa",
@@ -140,6 +141,7 @@ def compare_runs(
         row = {
             "run": name,
             "model": model,
+            "backend": pred.backend,
             "macro_f1": metrics["macro_f1"],
             "neutral_f1": metrics["per_class"]["Neutral"]["f1"],
             "kappa": metrics["kappa"],
@@ -253,7 +255,7 @@ def _html(
     parts = [
         paragraph(f"{len(scored)} runs scored on {data} ({n} reviews). Deltas are against {base}."),
         heading("Comparison"),
-        table(display, columns, text_cols=("run", "model")),
+        table(display, columns, text_cols=("run", "model", "backend")),
         image(out / "comparison.png", "scores per run"),
         heading("Confidence tiers"),
         table(
