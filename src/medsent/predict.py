@@ -94,9 +94,12 @@ class Predictor:
             self._order = label_order(self.run_dir)
             self.model = _load_model(self.run_dir, self.config)
         self.temperature = _temperature(self.run_dir)
-        self.backend = (
-            "onnxruntime" if type(getattr(self.model, "model", None)).__name__ == "OrtNetwork" else "native"
-        )
+        members = getattr(self.model, "members", None)
+        if members is not None:
+            self.backend = "+".join(sorted({m.backend for m in members}))
+        else:
+            onnx = type(getattr(self.model, "model", None)).__name__ == "OrtNetwork"
+            self.backend = "onnxruntime" if onnx else "native"
 
     def predict_proba(self, texts: Sequence[str], calibrated: bool = True) -> np.ndarray:
         """Probabilities, temperature-scaled when the run was calibrated (``medsent calibrate``)."""
