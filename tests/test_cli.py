@@ -53,7 +53,10 @@ def test_train_evaluate_predict_round_trip(
         str(tmp_path / "ev"),
     )
     assert (tmp_path / "ev" / "threshold_sweep.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["threshold_sweep"][0]["coverage"] == 1.0
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert saved["threshold_sweep"][0]["coverage"] == 1.0
+    assert sum(r["n"] for r in saved["analysis"]["length"]) == saved["n"]
+    assert (tmp_path / "ev" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     metrics = json.loads(out)
     assert code == 0
     assert {

@@ -320,7 +320,10 @@ def evaluate(
     strict: StrictOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Folder for metrics.json and the threshold-sweep plot.")
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for metrics.json (with error analysis), sweep and confusion plots."
+        ),
     ] = None,
 ) -> None:
     """Score a run on a labelled file (the run's own cleaning and column mapping by default)."""
@@ -339,12 +342,24 @@ def evaluate(
         from medsent.runs import write_json
 
         out.mkdir(parents=True, exist_ok=True)
+        from medsent.evaluation.analysis import confusion_heatmap, error_analysis
+
         sweep = threshold_sweep(y, proba)
+        analysis = error_analysis(labeled.frame, proba)
         write_json(
             out / "metrics.json",
-            {**metrics, "threshold_sweep": sweep, "run": str(run_dir), "data": str(data)},
+            {
+                **metrics,
+                "threshold_sweep": sweep,
+                "analysis": analysis,
+                "run": str(run_dir),
+                "data": str(data),
+            },
         )
         sweep_plot(sweep, out / "threshold_sweep.png")
+        confusion_heatmap(
+            metrics["confusion_matrix"], out / "confusion.png", f"{run_dir.name} on {data.name}"
+        )
     if as_json:
         typer.echo(json.dumps(metrics))
     else:
