@@ -386,7 +386,8 @@ def ablation_markdown(rows: list[dict[str, Any]], model: str, seeds: int, n: int
         "",
         "Each `no_X` variant is the full preset with technique X switched off. Δ is the variant minus the "
         "full preset, averaged over seeds; the interval is a paired bootstrap over validation reviews "
-        "(1,000 resamples). Gap: train minus validation macro-F1 at the kept epoch.",
+        "(1,000 resamples), so it covers review sampling; the seed-to-seed spread is the ± sd. "
+        "Gap: train minus validation macro-F1 at the kept epoch.",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),
