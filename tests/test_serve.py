@@ -110,3 +110,25 @@ def test_real_server_process_binds_localhost_without_lightning(svm_run: Path, tm
 
 def test_serve_refuses_a_bad_run_folder_in_one_line(cli, tmp_path: Path) -> None:
     assert cli("serve", tmp_path / "nope").one_line_error("run folder not found")
+
+
+def test_concurrent_requests_share_one_forward_pass(svm_run: Path) -> None:
+    import asyncio
+
+    from medsent.predict import Predictor
+    from medsent.serve import MicroBatcher
+
+    predictor = Predictor(svm_run)
+    texts = [f"Review {i}: {'it worked' if i % 2 else 'awful nausea'} for my back pain." for i in range(10)]
+
+    async def scenario() -> tuple[list[list[dict]], MicroBatcher]:
+        batcher = MicroBatcher(predictor, max_rows=64)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.predict([t]) for t in texts)), batcher
+        finally:
+            await batcher.stop()
+
+    results, batcher = asyncio.run(scenario())
+    assert [r[0] for r in results] == predictor.predict(texts)  # each caller gets its own row back
+    assert batcher.rows == 10 and batcher.batches < 10
