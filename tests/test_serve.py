@@ -41,6 +41,8 @@ def test_batch_health_and_model_info(client: TestClient) -> None:
     info = client.get("/v1/model").json()
     assert info["model"] == "svm" and info["labels"] == ["Negative", "Neutral", "Positive"]
     assert 0 < info["metrics"]["val"]["macro_f1"] <= 1 and info["medsent_version"]
+    stats = client.get("/v1/stats").json()
+    assert stats["rows"] >= 3 + 3 and stats["batches"] >= 1
 
 
 @pytest.mark.parametrize(

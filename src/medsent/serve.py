@@ -268,6 +268,13 @@ def create_app(
             "model": state.get("info", {}).get("model"),
         }
 
+    @app.get("/v1/stats")
+    def stats() -> dict[str, Any]:
+        """How well requests are being batched (rows per forward pass)."""
+        batcher = state["batcher"]
+        mean = batcher.rows / batcher.batches if batcher.batches else 0.0
+        return {"batches": batcher.batches, "rows": batcher.rows, "mean_batch_rows": mean}
+
     @app.get("/v1/model")
     def model() -> dict[str, Any]:
         return dict(state["info"])
