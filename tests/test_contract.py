@@ -50,6 +50,8 @@ def test_registered_model_contract(
     export_run(result.run_dir)
     texts = pd.read_csv(webmd_val_csv)["review"].fillna("").tolist()[:100] + PROBES
     texts = [t for t in texts if t.strip()]
+    assert Predictor(result.run_dir).backend.startswith("onnxruntime")  # routed by export's timing
+    monkeypatch.setenv("MEDSENT_ONNX_MAX_ROWS", str(1 << 30))  # every batch through onnxruntime
     exported = Predictor(result.run_dir)
     assert exported.backend == "onnxruntime"
     monkeypatch.setenv("MEDSENT_ONNX", "0")

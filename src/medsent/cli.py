@@ -585,6 +585,13 @@ def export(
         f"exported {onnx_path(run_dir)} (opset {meta['opset']}, {meta['export_seconds']:.1f} s); "
         f"max |p_onnx - p_torch| = {meta['max_abs_prob_diff']:.2e}"
     )
+    t = meta["batch64_ms_per_review"]
+    rows = meta["onnx_max_rows"]
+    route = "every batch" if rows >= 1 << 30 else f"batches of up to {rows} rows (PyTorch is faster above)"
+    typer.echo(
+        f"batch of 64: {t['onnxruntime']:.2f} ms/review onnxruntime, {t['native']:.2f} PyTorch; "
+        f"onnxruntime will run {route}"
+    )
 
 
 @app.command()

@@ -46,11 +46,11 @@ def _load_model(run_dir: Path, cfg: RunConfig) -> ProbabilisticModel:
         return SvmClassifier.load(run_dir / "model", cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
     if spec.family in ("neural", "transformer"):
         from medsent.neural.infer import NeuralClassifier
-        from medsent.neural.onnx import onnx_enabled, onnx_path
+        from medsent.neural.onnx import onnx_enabled, onnx_path, ort_max_rows
 
         exported = onnx_path(run_dir)
         use = exported if exported.is_file() and onnx_enabled() else None
-        return NeuralClassifier.load(run_dir / "model", cfg, use)
+        return NeuralClassifier.load(run_dir / "model", cfg, use, ort_max_rows(run_dir))
     raise RunError(f"run {run_dir} has model family '{spec.family}', which this version cannot load")
 
 
@@ -98,8 +98,7 @@ class Predictor:
         if members is not None:
             self.backend = "+".join(sorted({m.backend for m in members}))
         else:
-            onnx = type(getattr(self.model, "model", None)).__name__ == "OrtNetwork"
-            self.backend = "onnxruntime" if onnx else "native"
+            self.backend = str(getattr(getattr(self.model, "model", None), "backend", "native"))
 
     def predict_proba(self, texts: Sequence[str], calibrated: bool = True) -> np.ndarray:
         """Probabilities, temperature-scaled when the run was calibrated (``medsent calibrate``)."""

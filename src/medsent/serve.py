@@ -216,7 +216,10 @@ def create_app(
             torch.set_num_threads(int(threads))
         nonlocal predictor
         predictor = predictor or Predictor(run_dir)
-        predictor.predict(["warm-up review"])  # first-call allocations before traffic
+        # First-call allocations before traffic, for single reviews and for batches (a run routed
+        # between onnxruntime and PyTorch loads its torch weights here, not on a user's request).
+        predictor.predict(["warm-up review"])
+        predictor.predict(["warm-up review"] * 32)
         batcher = MicroBatcher(predictor, int(os.environ.get(INFER_BATCH_ENV, DEFAULT_INFER_BATCH)))
         batcher.start()
         state.update(predictor=predictor, batcher=batcher, info=model_info(predictor))

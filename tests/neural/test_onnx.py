@@ -25,3 +25,24 @@ def test_export_refusals_and_corrupt_file(cli, svm_run: Path, textcnn_run: Path,
     with pytest.raises(RunError, match="cannot load"):
         Predictor(run)
     assert cli("predict", run, "--text", "fine").one_line_error("cannot load")
+
+
+def test_small_batches_go_to_onnxruntime_large_ones_to_pytorch(
+    textcnn_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    run = tmp_path / "cnn"
+    shutil.copytree(textcnn_run, run)
+    export_run(run)
+    monkeypatch.setenv("MEDSENT_ONNX_MAX_ROWS", "2")
+    predictor = Predictor(run)
+    net = predictor.model.model
+    assert predictor.backend == "onnxruntime (<= 2 rows)+native" and net._torch is None
+    texts = ["Worked well.", "Terrible rash.", "It is fine.", "No change at all."]
+    predictor.predict_proba(texts[:2])
+    assert net._torch is None  # a small batch never loads the torch weights
+    routed = predictor.predict_proba(texts)
+    assert net._torch is not None
+    monkeypatch.setenv("MEDSENT_ONNX", "0")
+    assert np.allclose(routed, Predictor(run).predict_proba(texts), atol=1e-6)

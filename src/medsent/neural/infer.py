@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,41 +52,86 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
 
 
+class RoutedNetwork:
+    """onnxruntime for batches of up to ``ort_max_rows`` rows, the torch module above that.
+
+    Which engine is faster depends on the batch: onnxruntime wins single reviews everywhere here,
+    PyTorch wins large batches of the recurrent and transformer models. ``medsent export`` measures
+    both and stores the cut-off; the torch weights are only loaded once a large batch needs them.
+    """
+
+    def __init__(self, ort: Any, load_torch: Callable[[], torch.nn.Module], ort_max_rows: int) -> None:
+        self.ort = ort
+        self.load_torch = load_torch
+        self.ort_max_rows = ort_max_rows
+        self._torch: torch.nn.Module | None = None
+
+    @property
+    def backend(self) -> str:
+        return (
+            "onnxruntime"
+            if self.ort_max_rows >= ALWAYS_ORT
+            else f"onnxruntime (<= {self.ort_max_rows} rows)+native"
+        )
+
+    def eval(self) -> RoutedNetwork:
+        return self
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[0] <= self.ort_max_rows:
+            return self.ort(input_ids, attention_mask)
+        if self._torch is None:
+            self._torch = self.load_torch().eval()
+        return self._torch(input_ids, attention_mask)
+
+
+ALWAYS_ORT = 1 << 30
+
+
+def _route(onnx_file: Path | None, load_torch: Callable[[], torch.nn.Module], ort_max_rows: int) -> Any:
+    if onnx_file is None:
+        return load_torch()
+    from medsent.neural.onnx import OrtNetwork
+
+    return RoutedNetwork(OrtNetwork(onnx_file), load_torch, ort_max_rows)
+
+
 class NeuralClassifier:
     """A trained word-level network rebuilt from its run folder alone."""
 
-    def __init__(self, model: torch.nn.Module, vocab: WordVocab, cfg: RunConfig) -> None:
+    def __init__(self, model: Any, vocab: WordVocab, cfg: RunConfig) -> None:
         self.model = model.eval()
         self.vocab = vocab
         self.cfg = cfg
 
     @classmethod
     def load(
-        cls, folder: Path, cfg: RunConfig, onnx_file: Path | None = None
+        cls, folder: Path, cfg: RunConfig, onnx_file: Path | None = None, ort_max_rows: int = ALWAYS_ORT
     ) -> NeuralClassifier | TransformerPredictor:
-        """``onnx_file``: run the exported graph in onnxruntime instead of loading the torch weights."""
+        """``onnx_file``: run the exported graph in onnxruntime (for batches up to ``ort_max_rows``)."""
         spec = get_model_spec(cfg.model)
         if spec.family == "transformer":
-            return TransformerPredictor.load(folder, cfg, onnx_file)
-        if spec.build is None:
+            return TransformerPredictor.load(folder, cfg, onnx_file, ort_max_rows)
+        build = spec.build
+        if build is None:
             raise RunError(f"model '{cfg.model}' is not a neural model")
         vocab = WordVocab.load(folder, cfg.vocab.max_len)
-        if onnx_file is not None:
-            from medsent.neural.onnx import OrtNetwork
 
-            return cls(OrtNetwork(onnx_file), vocab, cfg)  # type: ignore[arg-type]
-        model = spec.build(vocab.size, cfg)
-        try:
-            state = load_file(str(folder / WEIGHTS))
-        except (OSError, Exception) as exc:  # safetensors raises its own error type on a corrupt header
-            raise RunError(f"cannot load weights {folder / WEIGHTS}: {exc}") from None
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise RunError(
-                f"{folder / WEIGHTS} does not match the {cfg.model} config "
-                f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)"
-            )
-        return cls(model, vocab, cfg)
+        def load_torch() -> torch.nn.Module:
+            model = build(vocab.size, cfg)
+            try:
+                state = load_file(str(folder / WEIGHTS))
+            except (OSError, Exception) as exc:  # safetensors raises its own error type on a corrupt header
+                raise RunError(f"cannot load weights {folder / WEIGHTS}: {exc}") from None
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise RunError(
+                    f"{folder / WEIGHTS} does not match the {cfg.model} config "
+                    f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)"
+                )
+            return model
+
+        return cls(_route(onnx_file, load_torch, ort_max_rows), vocab, cfg)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         ids = self.vocab.encode(text_view(texts, self.cfg))
@@ -98,23 +143,26 @@ class NeuralClassifier:
 class TransformerPredictor:
     """A fine-tuned encoder rebuilt from the run folder's Hugging Face files."""
 
-    def __init__(self, model: torch.nn.Module, encoder: Any, cfg: RunConfig) -> None:
+    def __init__(self, model: Any, encoder: Any, cfg: RunConfig) -> None:
         self.model = model.eval()
         self.encoder = encoder
         self.cfg = cfg
 
     @classmethod
-    def load(cls, folder: Path, cfg: RunConfig, onnx_file: Path | None = None) -> TransformerPredictor:
-        if onnx_file is not None:
-            from medsent.neural.hf import ENCODER_DIR, HFTextEncoder
-            from medsent.neural.onnx import OrtNetwork
+    def load(
+        cls, folder: Path, cfg: RunConfig, onnx_file: Path | None = None, ort_max_rows: int = ALWAYS_ORT
+    ) -> TransformerPredictor:
+        from medsent.neural.hf import ENCODER_DIR, HFTextEncoder, load_transformer
 
-            encoder = HFTextEncoder.load(str(folder / ENCODER_DIR), cfg.transformer)
-            return cls(OrtNetwork(onnx_file), encoder, cfg)  # type: ignore[arg-type]
-        from medsent.neural.hf import load_transformer
-
-        model, encoder = load_transformer(folder, cfg.transformer)
-        return cls(model, encoder, cfg)
+        if onnx_file is None:
+            model, encoder = load_transformer(folder, cfg.transformer)
+            return cls(model, encoder, cfg)
+        encoder = HFTextEncoder.load(str(folder / ENCODER_DIR), cfg.transformer)
+        return cls(
+            _route(onnx_file, lambda: load_transformer(folder, cfg.transformer)[0], ort_max_rows),
+            encoder,
+            cfg,
+        )
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         ids = self.encoder.encode(texts)

@@ -29,6 +29,7 @@ ONNX_FILE = "model.onnx"
 ONNX_META = "export.json"
 OPSET = 18
 TOLERANCE = 1e-4
+SMALL_BATCH = 8  # rows; below this onnxruntime's lower call overhead wins for every model measured
 
 
 def onnx_path(run_dir: Path) -> Path:
@@ -60,6 +61,8 @@ class OrtNetwork:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own error types for a corrupt file
             raise RunError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+
+    backend = "onnxruntime"
 
     def eval(self) -> OrtNetwork:
         return self
@@ -144,7 +147,14 @@ def export_run(
             raise RunError(
                 f"ONNX probabilities differ from PyTorch by {diff:.2e} (> {TOLERANCE}); export refused"
             )
+        from medsent.neural.infer import ALWAYS_ORT
+
+        timing = _batch_timing(predictor, tmp / ONNX_FILE)
+        # Single reviews always go to onnxruntime; big batches only where it measured faster here.
+        max_rows = ALWAYS_ORT if timing["onnxruntime"] <= timing["native"] else SMALL_BATCH
         meta = {
+            "onnx_max_rows": max_rows,
+            "batch64_ms_per_review": timing,
             "opset": OPSET,
             "inputs": ["input_ids", "attention_mask"],
             "output": "logits",
@@ -186,6 +196,36 @@ def _check(predictor: Any, path: Path, texts: list[str] | None) -> float:
     finally:
         clf.model = original
     return float(np.abs(reference - exported).max())
+
+
+def ort_max_rows(run_dir: Path) -> int:
+    """The batch size up to which onnxruntime runs (export.json; MEDSENT_ONNX_MAX_ROWS overrides)."""
+    from medsent.neural.infer import ALWAYS_ORT
+
+    env = os.environ.get("MEDSENT_ONNX_MAX_ROWS", "").strip()
+    if env.isdigit():
+        return int(env)
+    meta = read_export(run_dir) or {}
+    value = meta.get("onnx_max_rows")
+    return int(value) if isinstance(value, int) and value >= 0 else ALWAYS_ORT
+
+
+def _batch_timing(predictor: Any, path: Path, reps: int = 3) -> dict[str, float]:
+    """ms per review for a 64-review batch in each engine (best of ``reps``)."""
+    texts = (DEFAULT_PROBES * 13)[:64]
+    clf = predictor.model
+    original = clf.model
+    out = {}
+    for name, net in (("native", original), ("onnxruntime", OrtNetwork(path))):
+        clf.model = net
+        best = float("inf")
+        for _ in range(reps):
+            start = time.perf_counter()
+            predictor.predict_proba(texts, calibrated=False)
+            best = min(best, time.perf_counter() - start)
+        out[name] = best * 1000 / len(texts)
+    clf.model = original
+    return out
 
 
 def read_export(run_dir: Path) -> dict[str, Any] | None:
