@@ -59,8 +59,11 @@ async def load(port: int, texts: list[str], clients: int, total: int) -> tuple[l
             try:
                 r = await http.post("/v1/predict", json={"text": texts[i % len(texts)]})
                 ok = r.status_code == 200
-            except httpx.HTTPError:
+                if not ok:
+                    print(f"error: HTTP {r.status_code} {r.text[:200]}", file=sys.stderr)
+            except httpx.HTTPError as exc:
                 ok = False
+                print(f"error: {type(exc).__name__} {exc}", file=sys.stderr)
             latencies.append((time.perf_counter() - start) * 1000)
             errors += not ok
 

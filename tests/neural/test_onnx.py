@@ -39,9 +39,9 @@ def test_small_batches_go_to_onnxruntime_large_ones_to_pytorch(
     predictor = Predictor(run)
     net = predictor.model.model
     assert predictor.backend == "onnxruntime (<= 2 rows)+native" and net._torch is None
-    texts = ["Worked well.", "Terrible rash.", "It is fine.", "No change at all."]
-    predictor.predict_proba(texts[:2])
-    assert net._torch is None  # a small batch never loads the torch weights
+    texts = ["Worked well.", "Terrible rash.", "It is fine.", "No change at all."] * 5
+    predictor.predict_proba(texts[:16])
+    assert net._torch is None  # a few reviews never load the torch weights
     routed = predictor.predict_proba(texts)
     assert net._torch is not None
     monkeypatch.setenv("MEDSENT_ONNX", "0")
