@@ -46,3 +46,19 @@ def test_small_batches_go_to_onnxruntime_large_ones_to_pytorch(
     assert net._torch is not None
     monkeypatch.setenv("MEDSENT_ONNX", "0")
     assert np.allclose(routed, Predictor(run).predict_proba(texts), atol=1e-6)
+
+
+def test_a_graph_that_points_at_external_files_is_refused(textcnn_run: Path, tmp_path: Path) -> None:
+    import onnx
+
+    run = tmp_path / "cnn"
+    shutil.copytree(textcnn_run, run)
+    export_run(run)
+    model = onnx.load(str(onnx_path(run)))
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="/etc/passwd")
+    onnx.save(model, str(onnx_path(run)))
+    with pytest.raises(RunError, match="external weight files"):
+        Predictor(run)

@@ -47,12 +47,34 @@ def onnx_enabled() -> bool:
     return True
 
 
+def _refuse_external_data(path: Path) -> None:
+    """A run's graph must carry its own weights: external-data references could make onnxruntime read
+    any file on the machine into a tensor."""
+    try:
+        import onnx
+        from onnx.external_data_helper import uses_external_data
+    except ImportError:  # onnxruntime alone installed: nothing to parse the graph with
+        return
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends for a corrupt file
+        raise RunError(
+            f"cannot load {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
+    tensors = list(model.graph.initializer) + [
+        a.t for node in model.graph.node for a in node.attribute if a.type == onnx.AttributeProto.TENSOR
+    ]
+    if any(uses_external_data(t) for t in tensors):
+        raise RunError(f"{path} refers to external weight files; refusing to load it")
+
+
 class OrtNetwork:
     """Called like the torch module inside ``predict_logits``: tensors in, logits tensor out."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
 
+        _refuse_external_data(path)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
