@@ -38,7 +38,7 @@ def negation_for(cfg: RunConfig) -> bool:
     return spec.negation_default if cfg.text.negation is None else cfg.text.negation
 
 
-def _load_model(run_dir: Path, cfg: RunConfig) -> ProbabilisticModel:
+def _load_model(run_dir: Path, cfg: RunConfig, use_onnx: bool = True) -> ProbabilisticModel:
     spec = get_model_spec(cfg.model)
     if spec.family == "sklearn":
         from medsent.models.svm import SvmClassifier
@@ -49,7 +49,7 @@ def _load_model(run_dir: Path, cfg: RunConfig) -> ProbabilisticModel:
         from medsent.neural.onnx import onnx_enabled, onnx_path, ort_max_rows
 
         exported = onnx_path(run_dir)
-        use = exported if exported.is_file() and onnx_enabled() else None
+        use = exported if use_onnx and exported.is_file() and onnx_enabled() else None
         return NeuralClassifier.load(run_dir / "model", cfg, use, ort_max_rows(run_dir))
     raise RunError(f"run {run_dir} has model family '{spec.family}', which this version cannot load")
 
@@ -78,7 +78,8 @@ def _temperature(run_dir: Path) -> float | None:
 class Predictor:
     """Raw text in, calibrated class probabilities out; the same cleaning as in training."""
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, use_onnx: bool = True) -> None:
+        """``use_onnx=False``: the PyTorch network even where the run has an ONNX export."""
         self.run_dir = Path(run_dir)
         self.meta: dict[str, Any] = check_run_folder(self.run_dir)
         self.labels = list(LABELS)
@@ -92,7 +93,7 @@ class Predictor:
         else:
             self.config = load_config(self.run_dir)
             self._order = label_order(self.run_dir)
-            self.model = _load_model(self.run_dir, self.config)
+            self.model = _load_model(self.run_dir, self.config, use_onnx)
         self.temperature = _temperature(self.run_dir)
         members = getattr(self.model, "members", None)
         if members is not None:

@@ -62,3 +62,10 @@ def test_a_graph_that_points_at_external_files_is_refused(textcnn_run: Path, tmp
     onnx.save(model, str(onnx_path(run)))
     with pytest.raises(RunError, match="external weight files"):
         Predictor(run)
+
+
+def test_an_ensemble_is_exported_member_by_member(
+    cli, svm_run: Path, textcnn_run: Path, tmp_path: Path
+) -> None:
+    assert cli("ensemble", svm_run, textcnn_run, "--out", tmp_path / "ens").code == 0
+    assert cli("export", tmp_path / "ens").one_line_error("export one member run at a time")

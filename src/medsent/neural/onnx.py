@@ -126,11 +126,7 @@ def export_run(
     target = run_dir / ONNX_DIR
     if target.exists() and not overwrite:
         raise RunError(f"{target} already exists; pass --overwrite to export again")
-    os.environ["MEDSENT_ONNX"] = "0"  # the reference below must be the PyTorch model
-    try:
-        predictor = Predictor(run_dir)
-    finally:
-        os.environ.pop("MEDSENT_ONNX", None)
+    predictor = Predictor(run_dir, use_onnx=False)  # the reference must be the PyTorch model
     if predictor.is_ensemble:
         raise ConfigError("export one member run at a time; an ensemble is a combination of runs")
     clf = predictor.model
