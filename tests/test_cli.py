@@ -29,11 +29,11 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_train_evaluate_predict_round_trip(
-    capsys: pytest.CaptureFixture[str], webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], train_csv: Path, val_csv: Path, tmp_path: Path
 ) -> None:
     out_dir = tmp_path / "run"
     code, out, _ = run(
-        capsys, "train", "--model", "svm", "--data", str(webmd_train_csv), "--val-data", str(webmd_val_csv),
+        capsys, "train", "--model", "svm", "--data", str(train_csv), "--val-data", str(val_csv),
         "--preset", "webmd", "--out", str(out_dir), "--seed", "5", "--set", "svm.C=0.2",
     )  # fmt: skip
     assert code == 0 and "val: macro-F1" in out
@@ -47,7 +47,7 @@ def test_train_evaluate_predict_round_trip(
         "evaluate",
         str(out_dir),
         "--data",
-        str(webmd_val_csv),
+        str(val_csv),
         "--json",
         "--out",
         str(tmp_path / "ev"),
@@ -85,14 +85,14 @@ def test_train_evaluate_predict_round_trip(
 
     for suffix in (".csv", ".parquet", ".jsonl"):
         dst = tmp_path / f"pred{suffix}"
-        code, _, _ = run(capsys, "predict", str(out_dir), "--input", str(webmd_val_csv), "--output", str(dst))
+        code, _, _ = run(capsys, "predict", str(out_dir), "--input", str(val_csv), "--output", str(dst))
         assert code == 0
         pred = (
             pd.read_csv(dst)
             if suffix == ".csv"
             else (pd.read_parquet(dst) if suffix == ".parquet" else pd.read_json(dst, lines=True))
         )
-        src = pd.read_csv(webmd_val_csv)
+        src = pd.read_csv(val_csv)
         assert len(pred) == len(src) and {"drug", "label", "confidence", "p_neutral", "tier"} <= set(
             pred.columns
         )
@@ -120,6 +120,34 @@ def test_bad_input_is_one_line_and_exit_2(
     assert_one_line_error(code, err, fragment)
 
 
+@pytest.mark.parametrize(
+    "rows, extra, fragment",
+    [
+        (["works very well indeed,5"], [], "from 1 row in 1 class"),
+        (
+            ["works very well indeed,5", "made me so sick,1", "it is just okay,3", "good stuff for me,4"],
+            [],
+            "from 4 rows in 3 classes (Negative 1, Neutral 1, Positive 2)",
+        ),
+        (  # carving is off: the SVM's 3-fold calibration is what cannot be done
+            [f"review {i} of the drug here,{s}" for i, s in enumerate([1, 1, 3, 3, 5, 5, 5])],
+            ["--test-frac", "0", "--val-frac", "0"],
+            "needs at least 3 training rows of every class; found 7 rows (2, 2, 3 per class",
+        ),
+    ],
+)
+def test_too_little_data_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, rows: list[str], extra: list[str], fragment: str
+) -> None:
+    path = tmp_path / "tiny.csv"
+    path.write_text("review,satisfaction\n" + "\n".join(rows) + "\n")
+    code, _, err = run(
+        capsys, "train", "--model", "svm", "--data", str(path), "--preset", "webmd", "--out", str(tmp_path / "r"), *extra
+    )  # fmt: skip
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.partial-*"))
+
+
 def test_wrong_columns_and_empty_text(
     capsys: pytest.CaptureFixture[str], svm_run: Path, tmp_path: Path
 ) -> None:
@@ -134,15 +162,15 @@ def test_wrong_columns_and_empty_text(
 
 
 def test_data_inspect_and_prepare(
-    capsys: pytest.CaptureFixture[str], webmd_train_csv: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], train_csv: Path, tmp_path: Path
 ) -> None:
     code, out, _ = run(
-        capsys, "data", "inspect", str(webmd_train_csv), "--preset", "webmd", "--out", str(tmp_path / "i")
+        capsys, "data", "inspect", str(train_csv), "--preset", "webmd", "--out", str(tmp_path / "i")
     )
     assert code == 0 and "Imbalance ratio" in out and (tmp_path / "i" / "class_distribution.png").is_file()
     dst = tmp_path / "clean.parquet"
     code, out, _ = run(
-        capsys, "data", "prepare", str(webmd_train_csv), "--preset", "webmd", "-o", str(dst), "--negation"
+        capsys, "data", "prepare", str(train_csv), "--preset", "webmd", "-o", str(dst), "--negation"
     )
     cleaned = pd.read_parquet(dst)
     assert code == 0 and {"text", "label", "label_name", "text_negation"} <= set(cleaned.columns)

@@ -9,8 +9,8 @@ import pytest
 
 from medsent.config import build_config
 from medsent.data.presets import preset_layer
+from medsent.export import export_run
 from medsent.models.registry import MODELS
-from medsent.neural.onnx import export_run
 from medsent.predict import Predictor
 from medsent.train import train_run
 
@@ -27,7 +27,7 @@ PROBES = ["No side effects and my pain is gone.", "Made me dizzy, stopped after 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_registered_model_contract(
-    name: str, webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, train_csv: Path, val_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trainer: dict[str, object] = {}
     if name == "transformer":  # one epoch, all cores: the encoder is the slow part of the suite
@@ -36,7 +36,7 @@ def test_registered_model_contract(
         {"model": name, "data": preset_layer("webmd"), "split": {"test_frac": 0}, **TINY},
         {"trainer": trainer},
     )
-    result = train_run(cfg, webmd_train_csv, tmp_path / "run", val_path=webmd_val_csv)
+    result = train_run(cfg, train_csv, tmp_path / "run", val_path=val_csv)
     predictor = Predictor(result.run_dir)
     proba = predictor.predict_proba(PROBES)
     assert proba.shape == (3, 3)
@@ -48,7 +48,7 @@ def test_registered_model_contract(
         return
     # Neural runs export to ONNX; onnxruntime then serves them with the same probabilities.
     export_run(result.run_dir)
-    texts = pd.read_csv(webmd_val_csv)["review"].fillna("").tolist()[:100] + PROBES
+    texts = pd.read_csv(val_csv)["review"].fillna("").tolist()[:100] + PROBES
     texts = [t for t in texts if t.strip()]
     assert Predictor(result.run_dir).backend.startswith("onnxruntime")  # routed by export's timing
     monkeypatch.setenv("MEDSENT_ONNX_MAX_ROWS", str(1 << 30))  # every batch through onnxruntime

@@ -36,10 +36,10 @@ def test_fitted_weights_prefer_the_better_member() -> None:
 
 
 def test_ensemble_is_a_run_that_predict_and_evaluate_accept(
-    cli, svm_run: Path, textcnn_run: Path, webmd_val_csv: Path, tmp_path: Path
+    cli, svm_run: Path, textcnn_run: Path, val_csv: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "ens"
-    res = cli("ensemble", svm_run, textcnn_run, "--out", out, "--fit-weights", webmd_val_csv)
+    res = cli("ensemble", svm_run, textcnn_run, "--out", out, "--fit-weights", val_csv)
     assert res.code == 0 and "validation macro-F1" in res.out
     spec = json.loads((out / "ensemble.json").read_text())
     assert spec["method"] == "soft" and sum(spec["weights"]) == pytest.approx(1.0)
@@ -54,16 +54,16 @@ def test_ensemble_is_a_run_that_predict_and_evaluate_accept(
     row = json.loads(res.out.strip().splitlines()[0])
     assert res.code == 0 and row["tier"] in ("auto", "review", "manual")
     assert sum(row["probabilities"].values()) == pytest.approx(1.0)
-    res = cli("evaluate", moved, "--data", webmd_val_csv, "--json")
+    res = cli("evaluate", moved, "--data", val_csv, "--json")
     assert res.code == 0 and 0 <= json.loads(res.out)["macro_f1"] <= 1
     scored = tmp_path / "scored.csv"
-    res = cli("predict", moved, "--input", webmd_val_csv, "--output", scored)
+    res = cli("predict", moved, "--input", val_csv, "--output", scored)
     assert res.code == 0 and "wrote" in res.out
     import pandas as pd
 
     frame = pd.read_csv(scored)
     assert {"label", "confidence", "tier", "p_neutral", "drug"} <= set(frame.columns)
-    res = cli("calibrate", moved, "--data", webmd_val_csv)
+    res = cli("calibrate", moved, "--data", val_csv)
     assert res.code == 0 and (moved / "calibration.json").exists()
 
     hard = tmp_path / "hard"

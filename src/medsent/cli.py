@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from medsent.errors import ConfigError, DataError, MedsentError
 
@@ -65,38 +64,15 @@ def _data_layer(
     rating_col: str | None,
     strict: bool,
 ) -> dict[str, Any]:
-    """CLI column flags as a config layer on top of the preset."""
-    from medsent.data.presets import preset_layer
+    from medsent.data.presets import data_layer
 
-    layer: dict[str, Any] = dict(preset_layer(preset))
-    if text_col:
-        layer["text_col"] = text_col
-    if label_col:
-        layer["label_col"], layer["rating_col"] = label_col, None
-    if rating_col:
-        layer["rating_col"], layer["label_col"] = rating_col, None
-    if strict:
-        layer["strict"] = True
-    return layer
+    return data_layer(preset, text_col, label_col, rating_col, strict)
 
 
 def _parse_sets(items: list[str]) -> dict[str, Any]:
-    """`--set svm.C=0.5` into a nested dict; values are parsed as YAML scalars/lists."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. svm.C=0.5), got '{item}'")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
+    from medsent.config import parse_sets
+
+    return parse_sets(items)
 
 
 def _data_config(layer: dict[str, Any]) -> Any:
@@ -211,33 +187,13 @@ def train(
     ] = None,
 ) -> None:
     """Train one model and write a self-describing run folder."""
-    from medsent.config import build_config, load_yaml, model_preset_layer
-    from medsent.models.registry import get_model_spec
-    from medsent.train import resume_args, train_run
+    from medsent.api import resume_training, run_training, train_config
 
     _setup_logging()
     if resume is not None:
-        info = resume_args(resume)
-        cfg = build_config(info["config"])
-        result = train_run(
-            cfg,
-            Path(info["train"]),
-            resume,
-            val_path=Path(info["val"]) if info.get("val") else None,
-            test_path=Path(info["test"]) if info.get("test") else None,
-            resume=True,
-        )
-        _print_result(result)
+        _print_result(resume_training(resume))
         return
-    spec = get_model_spec(model)
-    layers: list[dict[str, Any]] = [
-        model_preset_layer(spec.name, preset_config) if spec.family != "sklearn" else {}
-    ]
-    if preset_config is not None and spec.family == "sklearn":
-        raise ConfigError(f"--preset-config applies to neural models, not '{spec.name}'")
-    if config is not None:
-        layers.append(load_yaml(config))
-    cli: dict[str, Any] = {"model": spec.name}
+    cli: dict[str, Any] = {}
     trainer_layer = {
         k: v
         for k, v in {
@@ -270,12 +226,10 @@ def train(
         cli["split"] = split
     if negation is not None:
         cli["text"] = {"negation": negation}
-    layers += [cli, _parse_sets(set_ or [])]
-    cfg = build_config(*layers)
-    if data is None:
-        raise DataError("--data is required (the training file)")
-    target = out or Path("runs") / f"{cfg.model}-seed{cfg.seed}"
-    result = train_run(cfg, data, target, val_path=val_data, test_path=test_data, overwrite=overwrite)
+    cfg = train_config(
+        model, preset_config=preset_config, config=config, layers=[cli], overrides=_parse_sets(set_ or [])
+    )
+    result = run_training(cfg, data, val_data=val_data, test_data=test_data, out=out, overwrite=overwrite)
     _print_result(result)
 
 
@@ -327,44 +281,27 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score a run on a labelled file (the run's own cleaning and column mapping by default)."""
-    from medsent.evaluation.metrics import compute_metrics, metrics_markdown
-    from medsent.predict import Predictor
+    from medsent.api import evaluate as evaluate_run
+    from medsent.api import load
+    from medsent.evaluation.metrics import metrics_markdown
+    from medsent.evaluation.tiers import tiers_markdown
 
-    predictor = Predictor(run_dir)
-    labeled = _load_for_run(predictor, data, _data_layer(preset, text_col, label_col, rating_col, strict))
-    proba = predictor.predict_proba(labeled.frame["text"].tolist())
-    y = labeled.frame["label"].to_numpy()
-    metrics = compute_metrics(y, proba)
-    from medsent.evaluation.tiers import sweep_plot, threshold_sweep, tier_table, tiers_markdown
-
-    metrics["tiers"] = tier_table(y, proba, predictor.config.tiers)
-    if out is not None:
-        from medsent.runs import write_json
-
-        out.mkdir(parents=True, exist_ok=True)
-        from medsent.evaluation.analysis import confusion_heatmap, error_analysis
-
-        sweep = threshold_sweep(y, proba)
-        analysis = error_analysis(labeled.frame, proba)
-        write_json(
-            out / "metrics.json",
-            {
-                **metrics,
-                "threshold_sweep": sweep,
-                "analysis": analysis,
-                "run": str(run_dir),
-                "data": str(data),
-            },
-        )
-        sweep_plot(sweep, out / "threshold_sweep.png")
-        confusion_heatmap(
-            metrics["confusion_matrix"], out / "confusion.png", f"{run_dir.name} on {data.name}"
-        )
+    model = load(run_dir)
+    metrics = evaluate_run(
+        model,
+        data,
+        preset=preset,
+        text_col=text_col,
+        label_col=label_col,
+        rating_col=rating_col,
+        strict=strict,
+        out=out,
+    )
     if as_json:
         typer.echo(json.dumps(metrics))
     else:
         typer.echo(metrics_markdown(metrics, f"{run_dir} on {data}"))
-        typer.echo("\nConfidence tiers:\n\n" + tiers_markdown(metrics["tiers"], predictor.config.tiers))
+        typer.echo("\nConfidence tiers:\n\n" + tiers_markdown(metrics["tiers"], model.config.tiers))
 
 
 @app.command()
@@ -572,17 +509,28 @@ def ablate(
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run folder of a neural model.")],
-    format_: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
+    format_: Annotated[
+        str, typer.Option("--format", help="onnx (inside the run) or hf (a Hugging Face folder).")
+    ] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="hf: folder to write (default: RUN_DIR-hf beside the run).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier export.")] = False,
 ) -> None:
-    """Export the network to ONNX inside the run; predict and serve then use onnxruntime."""
-    if format_.lower() != "onnx":
-        raise ConfigError(f"unknown export format '{format_}'; known: onnx")
-    from medsent.neural.onnx import export_run, onnx_path
+    """Export the network: ONNX for predict/serve, or a folder transformers loads."""
+    from medsent.export import export_run
 
-    meta = export_run(run_dir, overwrite)
+    meta = export_run(run_dir, format_, out, overwrite)
+    if meta.get("format") == "hf":
+        typer.echo(
+            f"exported {meta['path']} (AutoModelForSequenceClassification, trust_remote_code=True; "
+            f"temperature {meta['temperature']:.3f} folded into the head); "
+            f"max |p_hf - p_medsent| = {meta['max_abs_prob_diff']:.2e}"
+        )
+        return
     typer.echo(
-        f"exported {onnx_path(run_dir)} (opset {meta['opset']}, {meta['export_seconds']:.1f} s); "
+        f"exported {Path(meta['path']) / meta['file']} "
+        f"(opset {meta['opset']}, {meta['export_seconds']:.1f} s); "
         f"max |p_onnx - p_torch| = {meta['max_abs_prob_diff']:.2e}"
     )
     t = meta["batch64_ms_per_review"]

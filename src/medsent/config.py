@@ -345,3 +345,22 @@ def build_config(*layers: dict[str, Any]) -> RunConfig:
         return RunConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(f"invalid config: {format_validation_error(exc)}") from None
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """`svm.C=0.5` items (the CLI's --set) into a nested layer; values parse as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. svm.C=0.5), got '{item}'")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out

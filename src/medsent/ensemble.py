@@ -21,6 +21,7 @@ from medsent.runs import RunWriter, check_run_folder, read_json, write_json
 
 if TYPE_CHECKING:
     from medsent.config import RunConfig
+    from medsent.models.registry import LoadedRun
     from medsent.predict import Predictor
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -91,8 +92,12 @@ class EnsembleModel:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return vote(self.member_probas(texts), self.weights, self.method)
 
+    @property
+    def backend(self) -> str:
+        return "+".join(sorted({m.backend for m in self.members}))
+
     @classmethod
-    def load(cls, run_dir: Path) -> EnsembleModel:
+    def load(cls, run_dir: Path, use_onnx: bool = True) -> EnsembleModel:
         from medsent.predict import Predictor
 
         spec = read_json(run_dir / ENSEMBLE_FILE)
@@ -110,10 +115,18 @@ class EnsembleModel:
             path = (run_dir / p).resolve()
             if root not in path.parents:  # members live inside the ensemble folder, nowhere else
                 raise RunError(f"{run_dir / ENSEMBLE_FILE}: member path '{p}' leaves the run folder")
-            members.append(Predictor(path))
+            members.append(Predictor(path, use_onnx=use_onnx))
         names = [Path(p).name for p in rel]
         check_same_task(members, names)
         return cls(members, names, weights / weights.sum(), method)
+
+
+def load_run(run_dir: Path, use_onnx: bool = True) -> LoadedRun:
+    """Registry loader for ``ensemble`` runs: members get the raw text and clean it their own way."""
+    from medsent.models.registry import LoadedRun
+
+    model = EnsembleModel.load(run_dir, use_onnx)
+    return LoadedRun(model=model, config=model.config, raw_text=True, backend=model.backend)
 
 
 def build_ensemble(

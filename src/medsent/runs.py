@@ -11,10 +11,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medsent import __version__
 from medsent.errors import RunError
+
+if TYPE_CHECKING:
+    from medsent.config import RunConfig
 
 RUN_FILE = "run.json"
 SAFE_SUFFIXES = frozenset({".json", ".yaml", ".yml", ".md", ".png", ".csv", ".safetensors", ".txt", ".onnx"})
@@ -84,3 +87,15 @@ def check_run_folder(run_dir: Path) -> dict[str, Any]:
         if path.is_file() and path.suffix.lower() not in SAFE_SUFFIXES:
             raise RunError(f"run folder holds an unexpected file type, refusing to load: {path}")
     return meta
+
+
+def load_config(run_dir: Path) -> RunConfig:
+    """The run's resolved config.json, validated like a fresh one."""
+    from pydantic import ValidationError
+
+    from medsent.config import RunConfig, format_validation_error
+
+    try:
+        return RunConfig.model_validate(read_json(run_dir / "config.json"))
+    except ValidationError as exc:
+        raise RunError(f"{run_dir / 'config.json'} is invalid: {format_validation_error(exc)}") from None

@@ -183,7 +183,7 @@ def model_info(predictor: Predictor) -> dict[str, Any]:
         if isinstance(metrics.get(role), dict)
     }
     return {
-        "model": "ensemble" if predictor.is_ensemble else predictor.config.model,
+        "model": predictor.model_name,
         "family": predictor.meta.get("family"),
         "labels": predictor.labels,
         "run": run_dir.name,

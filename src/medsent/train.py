@@ -16,11 +16,10 @@ import numpy as np
 from medsent import __version__
 from medsent.config import RunConfig
 from medsent.data.dataset import LabeledData, Splits, load_labeled, make_splits
-from medsent.errors import DataError, TrainingError
 from medsent.evaluation.metrics import compute_metrics, metrics_markdown
 from medsent.labels import LABELS
 from medsent.models.registry import get_model_spec
-from medsent.predict import Predictor, negation_for
+from medsent.predict import Predictor
 from medsent.runs import RunWriter, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -33,50 +32,9 @@ class TrainResult:
     fit_seconds: float
 
 
-def _fit_sklearn(cfg: RunConfig, splits: Splits, folder: Path) -> dict[str, Any]:
-    from medsent.models.svm import SvmClassifier
-
-    model = SvmClassifier(cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
-    model.fit(splits.train["text"].tolist(), splits.train["label"].to_numpy())
-    model.save(folder)
-    return {}
-
-
 def work_dir_for(out: Path) -> Path:
     """Checkpoints of a neural run in progress live beside the run folder until it is committed."""
     return out.parent / f".{out.name}.work"
-
-
-def _fit_neural(
-    cfg: RunConfig, splits: Splits, folder: Path, work: Path, resume: bool
-) -> dict[str, Any] | None:
-    """Returns None on DDP ranks other than 0, which leave the run folder to rank 0."""
-    from medsent.neural.fit import fit_neural, is_global_zero, plot_history, save_neural
-    from medsent.neural.module import NonFiniteLossError
-
-    if splits.val is None or splits.val.empty:
-        raise DataError(
-            "neural models need validation data for early stopping: --val-data FILE or val_frac > 0"
-        )
-    try:
-        fit = fit_neural(
-            cfg,
-            splits.train["text"].tolist(),
-            splits.train["label"].to_numpy(),
-            splits.val["text"].tolist(),
-            splits.val["label"].to_numpy(),
-            work,
-            resume=resume,
-        )
-    except NonFiniteLossError as exc:
-        raise TrainingError(f"{exc}; last good checkpoint kept in {work / 'checkpoints'}") from None
-    if not is_global_zero():
-        return None
-    save_neural(fit, folder, get_model_spec(cfg.model).family)
-    if (work / "history.csv").exists():
-        shutil.copyfile(work / "history.csv", folder.parent / "history.csv")
-    plot_history(fit.history, folder.parent)
-    return fit.summary
 
 
 def _manifest(parts: dict[str, LabeledData | None], splits: Splits) -> dict[str, Any]:
@@ -159,14 +117,10 @@ def train_run(
 ) -> TrainResult:
     """Train, then score validation and (once) test, and commit the run folder atomically."""
     spec = get_model_spec(cfg.model)
+    fitter = spec.fitter()
     work = work_dir_for(out)
-    if spec.family in ("neural", "transformer"):
-        from medsent.neural.fit import is_global_zero, validate_neural_config
-
-        validate_neural_config(cfg)
-        rank_zero = is_global_zero()
-    else:
-        rank_zero = True
+    fitter.check(cfg)
+    rank_zero = fitter.is_rank_zero()
     train_data = load_labeled(train_path, cfg.data, cfg.clean)
     val_data = load_labeled(val_path, cfg.data, cfg.clean) if val_path else None
     test_data = load_labeled(test_path, cfg.data, cfg.clean) if test_path else None
@@ -180,13 +134,13 @@ def train_run(
     log.info("splits: %s", splits.sizes())
     if not rank_zero:
         # DDP worker: train alongside rank 0, which alone writes the run folder.
-        _fit_neural(cfg, splits, work / "rank-scratch", work, resume)
+        fitter.fit(cfg, splits, work / "rank-scratch", work, resume)
         return TrainResult(run_dir=out, metrics={}, fit_seconds=0.0)
     writer = RunWriter(out, overwrite=overwrite or resume)
     try:
         model_dir = writer.path / "model"
         model_dir.mkdir()
-        if spec.family != "sklearn":
+        if fitter.resumable:
             work.mkdir(parents=True, exist_ok=True)
             write_json(
                 work / "resume.json",
@@ -199,11 +153,7 @@ def train_run(
                 },
             )
         start = time.perf_counter()
-        extra: dict[str, Any] = {}
-        if spec.family == "sklearn":
-            extra = _fit_sklearn(cfg, splits, model_dir)
-        else:
-            extra = _fit_neural(cfg, splits, model_dir, work, resume) or {}
+        extra = fitter.fit(cfg, splits, model_dir, work, resume) or {}
         fit_s = time.perf_counter() - start
         write_json(writer.path / "config.json", cfg.model_dump(mode="json"))
         write_json(

@@ -6,8 +6,8 @@ from medsent.data.inspect import inspect_data
 from medsent.data.presets import preset_layer
 
 
-def test_inspect_writes_summary_and_real_png_plots(webmd_train_csv: Path, tmp_path: Path) -> None:
-    data = load_labeled(webmd_train_csv, build_config({"data": preset_layer("webmd")}).data, CleanConfig())
+def test_inspect_writes_summary_and_real_png_plots(train_csv: Path, tmp_path: Path) -> None:
+    data = load_labeled(train_csv, build_config({"data": preset_layer("webmd")}).data, CleanConfig())
     summary, paths = inspect_data(data, tmp_path / "inspect")
     assert sum(summary["class_counts"].values()) == len(data.frame)
     assert summary["imbalance_ratio"] >= 1

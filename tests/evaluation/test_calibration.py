@@ -26,19 +26,19 @@ def test_temperature_recovers_a_known_overconfidence() -> None:
 
 
 def test_calibrate_command_stores_and_predict_applies_it(
-    capsys: pytest.CaptureFixture[str], svm_run: Path, webmd_val_csv: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], svm_run: Path, val_csv: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
     shutil.copytree(svm_run, run)
     before = Predictor(run).predict_proba(["It worked, but the nausea was bad."])
     with pytest.raises(SystemExit) as exc:
-        main(["calibrate", str(run), "--data", str(webmd_val_csv)])
+        main(["calibrate", str(run), "--data", str(val_csv)])
     out, _ = capsys.readouterr()
     assert exc.value.code in (0, None) and "temperature" in out
     saved = json.loads((run / "calibration.json").read_text())
-    assert (
-        saved["ece_after"] <= saved["ece_before"] + 1e-9 and saved["nll_after"] <= saved["nll_before"] + 1e-9
-    )
+    # Temperature scaling minimises NLL (in-sample it cannot rise); ECE is reported, not optimised.
+    assert saved["nll_after"] <= saved["nll_before"] + 1e-9
+    assert 0 <= saved["ece_after"] <= 1 and 0 <= saved["ece_after_crossfit"] <= 1
     assert (run / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     predictor = Predictor(run)
     after = predictor.predict_proba(["It worked, but the nausea was bad."])

@@ -9,10 +9,10 @@ import pytest
 
 
 def test_compare_writes_table_plots_and_report(
-    cli, svm_run: Path, textcnn_run: Path, webmd_val_csv: Path, tmp_path: Path
+    cli, svm_run: Path, textcnn_run: Path, val_csv: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "cmp"
-    res = cli("compare", svm_run, textcnn_run, "--data", webmd_val_csv, "--out", out)
+    res = cli("compare", svm_run, textcnn_run, "--data", val_csv, "--out", out)
     assert res.code == 0 and "| svm |" in res.out
     rows = list(csv.DictReader((out / "comparison.csv").open()))
     assert [r["run"] for r in rows] == ["svm", "textcnn"]
@@ -23,7 +23,7 @@ def test_compare_writes_table_plots_and_report(
     for row in rows:
         assert float(row["ms_per_review"]) > 0 and int(row["params"]) > 0
     summary = json.loads((out / "comparison.json").read_text())
-    evaluated = cli("evaluate", textcnn_run, "--data", webmd_val_csv, "--json")
+    evaluated = cli("evaluate", textcnn_run, "--data", val_csv, "--json")
     assert summary["runs"]["textcnn"]["macro_f1"] == pytest.approx(json.loads(evaluated.out)["macro_f1"])
     analysis = summary["runs"]["svm"]["analysis"]
     assert sum(r["n"] for r in analysis["length"]) == summary["data"]["n"]
@@ -32,22 +32,22 @@ def test_compare_writes_table_plots_and_report(
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "<script" not in html and "http" not in html
-    res = cli("compare", svm_run, textcnn_run, "--data", webmd_val_csv, "--out", out, "--baseline", "textcnn")
+    res = cli("compare", svm_run, textcnn_run, "--data", val_csv, "--out", out, "--baseline", "textcnn")
     rows = list(csv.DictReader((out / "comparison.csv").open()))
     assert res.code == 0 and float(rows[1]["d_macro_f1"]) == 0.0
 
 
 def test_compare_refuses_mixed_label_maps_and_training_data(
-    cli, svm_run: Path, webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+    cli, svm_run: Path, train_csv: Path, val_csv: Path, tmp_path: Path
 ) -> None:
     other = tmp_path / "other"
     shutil.copytree(svm_run, other)
     cfg = json.loads((other / "config.json").read_text())
     cfg["data"]["rating"]["negative_max"] = 1
     (other / "config.json").write_text(json.dumps(cfg))
-    res = cli("compare", svm_run, other, "--data", webmd_val_csv, "--out", tmp_path / "c")
+    res = cli("compare", svm_run, other, "--data", val_csv, "--out", tmp_path / "c")
     assert res.one_line_error("different label maps")
-    res = cli("compare", svm_run, "--data", webmd_train_csv, "--out", tmp_path / "c")
+    res = cli("compare", svm_run, "--data", train_csv, "--out", tmp_path / "c")
     assert res.one_line_error("trained on this very file")
-    res = cli("compare", svm_run, "--data", webmd_val_csv, "--out", tmp_path / "c", "--baseline", "nope")
+    res = cli("compare", svm_run, "--data", val_csv, "--out", tmp_path / "c", "--baseline", "nope")
     assert res.one_line_error("--baseline 'nope' is not one of the runs")

@@ -11,10 +11,8 @@ from medsent.models.svm import VOCAB_FILE, SvmClassifier
 
 
 @pytest.fixture(scope="module")
-def frame(webmd_train_csv: Path):  # type: ignore[no-untyped-def]
-    return load_labeled(
-        webmd_train_csv, build_config({"data": preset_layer("webmd")}).data, CleanConfig()
-    ).frame
+def frame(train_csv: Path):  # type: ignore[no-untyped-def]
+    return load_labeled(train_csv, build_config({"data": preset_layer("webmd")}).data, CleanConfig()).frame
 
 
 def test_balanced_probabilities_predict_the_minority_class_more_often(frame) -> None:  # type: ignore[no-untyped-def]

@@ -35,11 +35,11 @@ def _history(run: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("model", ["textcnn", "bilstm"])
 def test_best_epoch_weights_are_restored_and_every_epoch_is_logged(
-    model: str, capsys: pytest.CaptureFixture[str], webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+    model: str, capsys: pytest.CaptureFixture[str], train_csv: Path, val_csv: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / model
     code, out, err = _train(
-        capsys, "--model", model, "--data", str(webmd_train_csv), "--val-data", str(webmd_val_csv),
+        capsys, "--model", model, "--data", str(train_csv), "--val-data", str(val_csv),
         "--preset", "webmd", "--test-frac", "0", "--max-epochs", "3", "--out", str(run),
     )  # fmt: skip
     assert code == 0, err
@@ -61,12 +61,12 @@ def test_best_epoch_weights_are_restored_and_every_epoch_is_logged(
 
 
 def test_v1_preset_and_bf16_on_cpu(
-    capsys: pytest.CaptureFixture[str], webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], train_csv: Path, val_csv: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "v1"
     code, _, err = _train(
-        capsys, "--model", "textcnn", "--preset-config", "v1", "--precision", "bf16", "--data", str(webmd_train_csv),
-        "--val-data", str(webmd_val_csv), "--preset", "webmd", "--test-frac", "0", "--max-epochs", "1",
+        capsys, "--model", "textcnn", "--preset-config", "v1", "--precision", "bf16", "--data", str(train_csv),
+        "--val-data", str(val_csv), "--preset", "webmd", "--test-frac", "0", "--max-epochs", "1",
         "--out", str(run),
     )  # fmt: skip
     assert code == 0, err
@@ -80,11 +80,11 @@ def test_v1_preset_and_bf16_on_cpu(
 
 
 def test_diverging_loss_stops_with_a_clear_message(
-    capsys: pytest.CaptureFixture[str], webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], train_csv: Path, val_csv: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "nan"
     code, _, err = _train(
-        capsys, "--model", "textcnn", "--data", str(webmd_train_csv), "--val-data", str(webmd_val_csv),
+        capsys, "--model", "textcnn", "--data", str(train_csv), "--val-data", str(val_csv),
         "--preset", "webmd", "--max-epochs", "2", "--out", str(run), "--set", "optim.lr=1e30",
         "--set", "trainer.grad_clip=null",
     )  # fmt: skip
@@ -116,10 +116,10 @@ def _cli(*argv: str) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_9_then_resume_matches_an_uninterrupted_run(
-    webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+    train_csv: Path, val_csv: Path, tmp_path: Path
 ) -> None:
     common = [
-        "--model", "textcnn", "--data", str(webmd_train_csv), "--val-data", str(webmd_val_csv), "--preset", "webmd",
+        "--model", "textcnn", "--data", str(train_csv), "--val-data", str(val_csv), "--preset", "webmd",
         "--test-frac", "0", "--max-epochs", "5", "--seed", "11", "--set", "trainer.num_threads=1",
     ]  # fmt: skip
     full = tmp_path / "full"
@@ -154,11 +154,11 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_gathers_metrics_from_both(
-    webmd_train_csv: Path, webmd_val_csv: Path, tmp_path: Path
+    train_csv: Path, val_csv: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "ddp"
     proc = subprocess.run(
-        _cli("--model", "textcnn", "--data", str(webmd_train_csv), "--val-data", str(webmd_val_csv),
+        _cli("--model", "textcnn", "--data", str(train_csv), "--val-data", str(val_csv),
              "--preset", "webmd", "--test-frac", "0", "--max-epochs", "1", "--accelerator", "cpu",
              "--devices", "2", "--set", "trainer.num_threads=1", "--out", str(run)),
         capture_output=True, text=True, timeout=300,

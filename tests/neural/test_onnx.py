@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from medsent.errors import ConfigError, RunError
-from medsent.neural.onnx import export_run, onnx_path
+from medsent.export import export_run
+from medsent.neural.onnx import onnx_path
 from medsent.predict import Predictor
 
 

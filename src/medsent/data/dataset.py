@@ -157,11 +157,35 @@ class Splits:
         }
 
 
-def _carve(frame: pd.DataFrame, frac: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified split when every class has two rows, else a plain random one."""
-    counts = frame["label"].value_counts()
-    stratify = frame["label"] if counts.min() >= 2 and len(counts) > 1 else None
-    rest, part = train_test_split(frame, test_size=frac, random_state=seed, stratify=stratify)
+def describe_counts(labels: pd.Series | np.ndarray) -> str:
+    """'12 rows in 3 classes (Negative 5, Neutral 2, Positive 5)' for error messages."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(LABELS))
+    present = int((counts > 0).sum())
+    per = ", ".join(f"{name} {int(c)}" for name, c in zip(LABELS, counts, strict=True))
+    n = int(counts.sum())
+    return f"{n} row{'s' if n != 1 else ''} in {present} class{'es' if present != 1 else ''} ({per})"
+
+
+def _carve(
+    frame: pd.DataFrame, frac: float, seed: int, role: str, asked: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A stratified split, or a one-line error saying what is missing for one.
+
+    Stratification needs every class twice (once on each side) and at least one row per class on
+    each side, so a split of n rows needs ``n * frac >= k`` and ``n * (1 - frac) >= k``.
+    """
+    k = len(LABELS)
+    counts = np.bincount(frame["label"].to_numpy(dtype=int), minlength=k)
+    n = int(counts.sum())
+    n_part = int(np.ceil(n * frac))
+    need_rows = int(np.ceil(k / min(frac, 1 - frac)))
+    if counts.min() < 2 or n_part < k or n - n_part < k:
+        raise DataError(
+            f"cannot carve a stratified {asked:.0%} {role} split from {describe_counts(frame['label'])}: "
+            f"it needs at least 2 rows of every class and about {max(need_rows, 2 * k)} rows in all; "
+            f"add data, pass a --{role}-data file, or set --{role}-frac 0"
+        )
+    rest, part = train_test_split(frame, test_size=frac, random_state=seed, stratify=frame["label"])
     return rest.reset_index(drop=True), part.reset_index(drop=True)
 
 
@@ -176,10 +200,11 @@ def make_splits(
     info: dict[str, Any] = {}
     pool = train
     if test is None and cfg.test_frac > 0:
-        pool, test = _carve(pool, cfg.test_frac, seed)
+        pool, test = _carve(pool, cfg.test_frac, seed, "test", cfg.test_frac)
         info["test"] = f"carved {cfg.test_frac:.0%} of the training data (stratified, seed {seed})"
     if val is None and cfg.val_frac > 0:
-        pool, val = _carve(pool, cfg.val_frac / (1 - (cfg.test_frac if "test" in info else 0)), seed + 1)
+        frac = cfg.val_frac / (1 - (cfg.test_frac if "test" in info else 0))
+        pool, val = _carve(pool, frac, seed + 1, "val", cfg.val_frac)
         info["val"] = f"carved {cfg.val_frac:.0%} of the training data (stratified, seed {seed + 1})"
     leaked = {"train_in_val_or_test": 0, "val_in_test": 0}
     if cfg.leakage_guard:
@@ -196,9 +221,14 @@ def make_splits(
             leaked["val_in_test"] = int(mask.sum())
             val = val[~mask].reset_index(drop=True)
     info["leakage_removed"] = leaked
+    removed = leaked["train_in_val_or_test"]
+    why = f" ({removed} removed by the leakage guard)" if removed else ""
     if pool.empty:
-        raise DataError("no training rows left after splitting and the leakage guard")
+        raise DataError(f"no training rows left after splitting{why}; training needs every class")
     missing = [LABELS[i] for i in range(len(LABELS)) if not (pool["label"] == i).any()]
     if missing:
-        raise DataError(f"class {', '.join(missing)} has no examples in the training data")
+        raise DataError(
+            f"class {', '.join(missing)} has no examples in the training data: "
+            f"{describe_counts(pool['label'])}{why}; every class needs examples"
+        )
     return Splits(train=pool.reset_index(drop=True), val=val, test=test, info=info)

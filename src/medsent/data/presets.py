@@ -39,3 +39,23 @@ def preset_layer(name: str | None) -> dict[str, Any]:
     if key not in DATA_PRESETS:
         raise ConfigError(f"unknown data preset '{name}'; known: {', '.join(sorted(DATA_PRESETS))}")
     return {"preset": key, **DATA_PRESETS[key]}
+
+
+def data_layer(
+    preset: str | None = None,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    rating_col: str | None = None,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Column choices as a config layer on top of a preset (what --preset/--text-col/... mean)."""
+    layer: dict[str, Any] = dict(preset_layer(preset))
+    if text_col:
+        layer["text_col"] = text_col
+    if label_col:
+        layer["label_col"], layer["rating_col"] = label_col, None
+    if rating_col:
+        layer["rating_col"], layer["label_col"] = rating_col, None
+    if strict:
+        layer["strict"] = True
+    return layer

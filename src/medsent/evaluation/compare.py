@@ -55,8 +55,9 @@ def count_params(pred: Predictor) -> int | None:
     n = getattr(pred.model, "n_params", None)
     if isinstance(n, int):
         return n
-    if pred.is_ensemble:
-        counts = [count_params(m) for m in getattr(pred.model, "members", [])]
+    members = getattr(pred.model, "members", None)  # runs made of runs cost what their members cost
+    if members:
+        counts = [count_params(m) for m in members]
         return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
     return None
 
@@ -137,7 +138,7 @@ def compare_runs(
         proba, batch_ms, single_ms = time_inference(pred, texts)
         metrics = compute_metrics(y, proba)
         metrics["tiers"] = tier_table(y, proba, pred.config.tiers)
-        model = "ensemble" if pred.is_ensemble else pred.config.model
+        model = pred.model_name
         row = {
             "run": name,
             "model": model,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,7 +30,11 @@ from sklearn.svm import LinearSVC
 
 from medsent.config import SvmConfig
 from medsent.data.negation import model_text
-from medsent.errors import RunError
+from medsent.errors import DataError, RunError
+
+if TYPE_CHECKING:
+    from medsent.config import RunConfig
+    from medsent.models.registry import LoadedRun
 
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "svm.safetensors"
@@ -88,11 +92,25 @@ class SvmClassifier:
 
     def fit(self, texts: Sequence[str], labels: np.ndarray) -> SvmClassifier:
         y = np.asarray(labels, dtype=int)
+        counts = np.bincount(y, minlength=3)
+        folds_needed = self.cfg.calibration_folds
+        if counts.min() < folds_needed:
+            raise DataError(
+                f"the SVM's {folds_needed}-fold probability calibration needs at least {folds_needed} "
+                f"training rows of every class; found {len(y)} rows ({', '.join(map(str, counts))} per "
+                f"class Negative/Neutral/Positive); add data or lower svm.calibration_folds (min 2)"
+            )
         views = self._views(texts)
         blocks = []
         for branch, docs in views.items():
             vec = _vectorizer(self.cfg, branch)
-            blocks.append(vec.fit_transform(docs))
+            try:
+                blocks.append(vec.fit_transform(docs))
+            except ValueError:  # sklearn: "After pruning, no terms remain"
+                raise DataError(
+                    f"{len(y)} training reviews give no {branch} n-grams seen in at least "
+                    f"svm.min_df={self.cfg.min_df} reviews; add data or lower svm.min_df"
+                ) from None
             self.vectorizers[branch] = vec
         x = sp.hstack(blocks, format="csr")
         svc = LinearSVC(
@@ -165,3 +183,33 @@ class SvmClassifier:
                 f"{folder}: weights have {self.weights['coef'].shape[1]} features, vocabulary {n_features}"
             )
         return self
+
+
+class SvmFitter:
+    """Registry fitter for ``svm``: one sklearn fit, nothing to resume."""
+
+    resumable = False
+
+    def check(self, cfg: RunConfig) -> None:
+        return None
+
+    def is_rank_zero(self) -> bool:
+        return True
+
+    def fit(self, cfg: RunConfig, splits: Any, model_dir: Path, work: Path, resume: bool) -> dict[str, Any]:
+        from medsent.models.registry import negation_for
+
+        model = SvmClassifier(cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
+        model.fit(splits.train["text"].tolist(), splits.train["label"].to_numpy())
+        model.save(model_dir)
+        return {}
+
+
+def load_run(run_dir: Path, use_onnx: bool = True) -> LoadedRun:
+    """Registry loader for ``svm`` runs (``use_onnx`` does not apply: there is no graph to run)."""
+    from medsent.models.registry import LoadedRun, negation_for
+    from medsent.runs import load_config
+
+    cfg = load_config(run_dir)
+    model = SvmClassifier.load(run_dir / "model", cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
+    return LoadedRun(model=model, config=cfg)

@@ -215,7 +215,7 @@ class NeuralFit:
     """What a finished fit leaves: the best weights in memory and the figures of the run."""
 
     model: torch.nn.Module
-    save_extra: Callable[[torch.nn.Module, Path], None]
+    save_model: Callable[[torch.nn.Module, Path], None]
     summary: dict[str, Any]
     history: list[dict[str, float]]
 
@@ -235,7 +235,7 @@ class Prepared:
     val_ids: list[list[int]]
     buckets: Sequence[int]
     pad_id: int
-    save_extra: Callable[[torch.nn.Module, Path], None]
+    save_model: Callable[[torch.nn.Module, Path], None]
     info: dict[str, Any]
     param_groups_fn: Any = None
     callbacks: list[Callback] = field(default_factory=list)
@@ -266,7 +266,9 @@ def _prepare_word_model(
     if cfg.embeddings.freeze:
         model.embedding.weight.requires_grad_(False)
 
-    def save_vocab(_: torch.nn.Module, folder: Path) -> None:
+    def save_weights_and_vocab(m: torch.nn.Module, folder: Path) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS))
         vocab.save(folder)
 
     return Prepared(
@@ -275,7 +277,7 @@ def _prepare_word_model(
         val_ids=vocab.encode(val_view),
         buckets=cfg.vocab.buckets,
         pad_id=PAD_ID,
-        save_extra=save_vocab,
+        save_model=save_weights_and_vocab,
         info={"vocab_size": vocab.size, "vocab_coverage": coverage},
     )
 
@@ -324,7 +326,7 @@ def _prepare_transformer(cfg: RunConfig, train_texts: Sequence[str], val_texts: 
         val_ids=encoder.encode(val_texts),
         buckets=tcfg.buckets,
         pad_id=encoder.pad_id,
-        save_extra=save,
+        save_model=save,
         info={**counts, "pretrained": tcfg.pretrained},
         param_groups_fn=lambda m, optim: transformer_param_groups(m, tcfg, optim),
         callbacks=[GradualUnfreeze(model, tcfg)] if tcfg.gradual_unfreeze and tcfg.freeze_layers else [],
@@ -457,12 +459,54 @@ def fit_neural(
         ),
     }
     model.eval()
-    return NeuralFit(model=model.cpu(), save_extra=prep.save_extra, summary=summary, history=history)
+    return NeuralFit(model=model.cpu(), save_model=prep.save_model, summary=summary, history=history)
 
 
-def save_neural(fit: NeuralFit, model_dir: Path, family: str) -> None:
+def save_neural(fit: NeuralFit, model_dir: Path) -> None:
     """Safetensors weights plus the vocabulary or tokenizer: nothing that unpickles."""
-    if family != "transformer":  # a transformer is saved whole in Hugging Face format by save_extra
-        state = {k: v.detach().cpu().contiguous() for k, v in fit.model.state_dict().items()}
-        save_file(state, str(model_dir / WEIGHTS))
-    fit.save_extra(fit.model, model_dir)
+    fit.save_model(fit.model, model_dir)
+
+
+class NeuralFitter:
+    """Registry fitter for every neural kind: the one Lightning engine, resumable from checkpoints."""
+
+    resumable = True
+
+    def check(self, cfg: RunConfig) -> None:
+        validate_neural_config(cfg)
+
+    def is_rank_zero(self) -> bool:
+        return is_global_zero()
+
+    def fit(
+        self, cfg: RunConfig, splits: Any, model_dir: Path, work: Path, resume: bool
+    ) -> dict[str, Any] | None:
+        """Returns None on DDP ranks other than 0, which leave the run folder to rank 0."""
+        import shutil
+
+        from medsent.errors import DataError, TrainingError
+        from medsent.neural.module import NonFiniteLossError
+
+        if splits.val is None or splits.val.empty:
+            raise DataError(
+                "neural models need validation data for early stopping: --val-data FILE or val_frac > 0"
+            )
+        try:
+            fit = fit_neural(
+                cfg,
+                splits.train["text"].tolist(),
+                splits.train["label"].to_numpy(),
+                splits.val["text"].tolist(),
+                splits.val["label"].to_numpy(),
+                work,
+                resume=resume,
+            )
+        except NonFiniteLossError as exc:
+            raise TrainingError(f"{exc}; last good checkpoint kept in {work / 'checkpoints'}") from None
+        if not is_global_zero():
+            return None
+        save_neural(fit, model_dir)
+        if (work / "history.csv").exists():
+            shutil.copyfile(work / "history.csv", model_dir.parent / "history.csv")
+        plot_history(fit.history, model_dir.parent)
+        return fit.summary

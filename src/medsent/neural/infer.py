@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from medsent.config import RunConfig
 from medsent.data.negation import model_text
 from medsent.errors import RunError
-from medsent.models.registry import get_model_spec
+from medsent.models.registry import LoadedRun, get_model_spec, negation_for
 from medsent.neural.batching import PadCollator
 from medsent.neural.vocab import PAD_ID, WordVocab
 
@@ -22,8 +22,6 @@ WEIGHTS = "model.safetensors"
 
 def text_view(texts: Sequence[str], cfg: RunConfig) -> list[str]:
     """What a word-level model reads: tokenized, lower-cased, negation-tagged per config."""
-    from medsent.predict import negation_for
-
     return [model_text(t, negation_for(cfg), cfg.text.lowercase) for t in texts]
 
 
@@ -178,3 +176,16 @@ class TransformerPredictor:
         size = batch_size_for(self.model, len(ids), 64)
         logits = predict_logits(self.model, ids, self.cfg.transformer.buckets, size, self.encoder.pad_id)
         return softmax(logits)
+
+
+def load_run(run_dir: Path, use_onnx: bool = True) -> LoadedRun:
+    """Registry loader for every neural kind: the onnxruntime graph where the run has one (and it is
+    enabled), the PyTorch network otherwise."""
+    from medsent.neural.onnx import onnx_enabled, onnx_path, ort_max_rows
+    from medsent.runs import load_config
+
+    cfg = load_config(run_dir)
+    exported = onnx_path(run_dir)
+    use = exported if use_onnx and exported.is_file() and onnx_enabled() else None
+    clf = NeuralClassifier.load(run_dir / "model", cfg, use, ort_max_rows(run_dir))
+    return LoadedRun(model=clf, config=cfg, backend=str(getattr(clf.model, "backend", "native")))

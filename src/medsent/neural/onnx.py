@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -109,12 +107,12 @@ class _LogitsOnly(torch.nn.Module):
         return self.net(input_ids, attention_mask)
 
 
-def export_run(
-    run_dir: Path, overwrite: bool = False, probe_texts: list[str] | None = None
-) -> dict[str, Any]:
-    """Write ``onnx/model.onnx`` into the run and check it against PyTorch on real reviews."""
-    from medsent.predict import Predictor
+def write_onnx(predictor: Any, folder: Path, probe_texts: list[str] | None = None) -> dict[str, Any]:
+    """Export ``predictor``'s PyTorch network into ``folder`` and check it against PyTorch.
 
+    Refuses a graph whose probabilities differ by more than ``TOLERANCE``; returns export.json's
+    content (also written into ``folder``), including the batch size up to which onnxruntime wins.
+    """
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -123,70 +121,58 @@ def export_run(
         raise ConfigError(
             f"ONNX export needs onnx, onnxscript and onnxruntime installed ({exc.name} missing)"
         ) from None
-    target = run_dir / ONNX_DIR
-    if target.exists() and not overwrite:
-        raise RunError(f"{target} already exists; pass --overwrite to export again")
-    predictor = Predictor(run_dir, use_onnx=False)  # the reference must be the PyTorch model
-    if predictor.is_ensemble:
-        raise ConfigError("export one member run at a time; an ensemble is a combination of runs")
     clf = predictor.model
     net = getattr(clf, "model", None)
     if not isinstance(net, torch.nn.Module):
         raise ConfigError(
-            f"run {run_dir} holds a '{predictor.config.model}' model; ONNX export is for neural runs"
+            f"run {predictor.run_dir} holds a '{predictor.model_name}' model; ONNX export is for neural runs"
         )
     wrapped = _LogitsOnly(net).eval()
     example_ids = torch.ones((2, 16), dtype=torch.long)
     example_mask = torch.ones((2, 16), dtype=torch.long)
     batch = torch.export.Dim("batch", min=1, max=4096)
     length = torch.export.Dim("length", min=2, max=8192)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{ONNX_DIR}.partial-", dir=run_dir))
-    try:
-        start = time.perf_counter()
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")  # the exporter's notes on shape names and deprecations
-            program = torch.onnx.export(
-                wrapped,
-                (example_ids, example_mask),
-                dynamo=True,
-                opset_version=OPSET,
-                input_names=["input_ids", "attention_mask"],
-                output_names=["logits"],
-                dynamic_shapes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
-                optimize=True,
-                verbose=False,
-            )
-        if program is None:
-            raise RunError("torch.onnx.export returned no program")
-        program.save(str(tmp / ONNX_FILE), external_data=False)
-        seconds = time.perf_counter() - start
-        diff = _check(predictor, tmp / ONNX_FILE, probe_texts)
-        if diff > TOLERANCE:
-            raise RunError(
-                f"ONNX probabilities differ from PyTorch by {diff:.2e} (> {TOLERANCE}); export refused"
-            )
-        from medsent.neural.infer import ALWAYS_ORT
+    start = time.perf_counter()
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's notes on shape names and deprecations
+        program = torch.onnx.export(
+            wrapped,
+            (example_ids, example_mask),
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_shapes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
+            optimize=True,
+            verbose=False,
+        )
+    if program is None:
+        raise RunError("torch.onnx.export returned no program")
+    program.save(str(folder / ONNX_FILE), external_data=False)
+    seconds = time.perf_counter() - start
+    diff = _check(predictor, folder / ONNX_FILE, probe_texts)
+    if diff > TOLERANCE:
+        raise RunError(
+            f"ONNX probabilities differ from PyTorch by {diff:.2e} (> {TOLERANCE}); export refused"
+        )
+    from medsent.neural.infer import ALWAYS_ORT
 
-        timing = _batch_timing(predictor, tmp / ONNX_FILE)
-        # Single reviews always go to onnxruntime; big batches only where it measured faster here.
-        max_rows = ALWAYS_ORT if timing["onnxruntime"] <= timing["native"] else SMALL_BATCH
-        meta = {
-            "onnx_max_rows": max_rows,
-            "batch64_ms_per_review": timing,
-            "opset": OPSET,
-            "inputs": ["input_ids", "attention_mask"],
-            "output": "logits",
-            "max_abs_prob_diff": diff,
-            "export_seconds": seconds,
-            "torch": torch.__version__,
-        }
-        write_json(tmp / ONNX_META, meta)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    timing = _batch_timing(predictor, folder / ONNX_FILE)
+    # Single reviews always go to onnxruntime; big batches only where it measured faster here.
+    max_rows = ALWAYS_ORT if timing["onnxruntime"] <= timing["native"] else SMALL_BATCH
+    meta = {
+        "format": "onnx",
+        "file": ONNX_FILE,
+        "onnx_max_rows": max_rows,
+        "batch64_ms_per_review": timing,
+        "opset": OPSET,
+        "inputs": ["input_ids", "attention_mask"],
+        "output": "logits",
+        "max_abs_prob_diff": diff,
+        "export_seconds": seconds,
+        "torch": torch.__version__,
+    }
+    write_json(folder / ONNX_META, meta)
     return meta
 
 

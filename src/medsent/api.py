@@ -1,0 +1,285 @@
+"""The Python API: what the CLI does, as functions for notebooks and pipelines.
+
+``medsent.load(run)`` gives a :class:`Model` with ``predict`` / ``predict_proba``; ``medsent.train``
+and ``medsent.evaluate`` run the same code as ``medsent train`` / ``medsent evaluate`` (the CLI is a
+thin adapter over these functions). Errors are :class:`medsent.errors.MedsentError` subclasses with
+a one-line message. Heavy libraries load on first use, so ``import medsent`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from medsent.config import RunConfig
+    from medsent.predict import Predictor
+    from medsent.train import TrainResult
+
+PathLike = str | Path
+Overrides = Mapping[str, Any] | Sequence[str] | None
+
+
+class Model:
+    """A trained run, loaded once: ``predict`` gives the records ``medsent predict`` prints.
+
+    Blank or non-text entries get no label (``prediction`` None, tier ``manual``) and a NaN row of
+    probabilities, as in ``medsent predict --input``; they are never a confident guess.
+    """
+
+    def __init__(self, predictor: Predictor) -> None:
+        self._predictor = predictor
+
+    @property
+    def run_dir(self) -> Path:
+        return self._predictor.run_dir
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._predictor.labels)
+
+    @property
+    def config(self) -> RunConfig:
+        return self._predictor.config
+
+    @property
+    def kind(self) -> str:
+        return self._predictor.model_name
+
+    @property
+    def backend(self) -> str:
+        return self._predictor.backend
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The figures stored in the run (validation, test, training summary)."""
+        from medsent.runs import read_json
+
+        path = self.run_dir / "metrics.json"
+        return dict(read_json(path)) if path.exists() else {}
+
+    def __repr__(self) -> str:
+        return f"medsent.Model({str(self.run_dir)!r}, kind={self.kind!r}, backend={self.backend!r})"
+
+    def predict_proba(self, texts: str | Sequence[Any], calibrated: bool = True) -> np.ndarray:
+        """rows x [Negative, Neutral, Positive]; calibrated when the run was (``medsent calibrate``)."""
+        import numpy as np
+
+        items, blank = _texts(texts)
+        proba = np.full((len(items), len(self.labels)), np.nan)
+        keep = [i for i, b in enumerate(blank) if not b]
+        if keep:
+            proba[keep] = self._predictor.predict_proba([items[i] for i in keep], calibrated=calibrated)
+        return proba
+
+    def predict(self, texts: str | Sequence[Any]) -> list[dict[str, Any]]:
+        """One record per text: prediction, confidence, probabilities (by label) and tier."""
+        import numpy as np
+
+        from medsent.evaluation.tiers import tier_of
+
+        proba = self.predict_proba(texts)
+        out: list[dict[str, Any]] = []
+        for row in proba:
+            if np.isnan(row).any():  # a blank text
+                out.append({"prediction": None, "confidence": None, "probabilities": None, "tier": "manual"})
+                continue
+            best = int(row.argmax())
+            out.append(
+                {
+                    "prediction": self.labels[best],
+                    "confidence": float(row[best]),
+                    "probabilities": {n: float(p) for n, p in zip(self.labels, row, strict=True)},
+                    "tier": tier_of(float(row[best]), self.config.tiers),
+                }
+            )
+        return out
+
+
+def _texts(texts: str | Sequence[Any]) -> tuple[list[str], list[bool]]:
+    items = [texts] if isinstance(texts, str) else list(texts)
+    clean = [t if isinstance(t, str) else "" for t in items]
+    return clean, [not t.strip() for t in clean]
+
+
+def load(run: PathLike, *, use_onnx: bool = True) -> Model:
+    """Load a run folder (any kind, ensembles included). ``use_onnx=False`` forces PyTorch."""
+    from medsent.predict import Predictor
+
+    return Model(Predictor(Path(run), use_onnx=use_onnx))
+
+
+def _override_layer(overrides: Overrides) -> dict[str, Any]:
+    from medsent.config import parse_sets
+
+    if overrides is None:
+        return {}
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    if isinstance(overrides, str):
+        return parse_sets([overrides])
+    return parse_sets(list(overrides))
+
+
+def train_config(
+    model: str = "svm",
+    *,
+    preset: str | None = None,
+    preset_config: str | None = None,
+    config: PathLike | None = None,
+    overrides: Overrides = None,
+    layers: Sequence[Mapping[str, Any]] = (),
+) -> RunConfig:
+    """The resolved config for a run: model preset < YAML file < ``layers`` < ``overrides``.
+
+    ``overrides`` is a nested mapping (``{"svm": {"C": 0.5}}``) or ``--set`` style strings
+    (``["svm.C=0.5"]``).
+    """
+    from medsent.config import build_config, load_yaml, model_preset_layer
+    from medsent.data.presets import data_layer
+    from medsent.models.registry import get_model_spec
+
+    spec = get_model_spec(model)
+    stack: list[dict[str, Any]] = [model_preset_layer(spec.name, preset_config)]
+    if config is not None:
+        stack.append(load_yaml(Path(config)))
+    base: dict[str, Any] = {"model": spec.name}
+    if preset is not None:
+        base["data"] = data_layer(preset)
+    stack += [base, *(dict(layer) for layer in layers), _override_layer(overrides)]
+    return build_config(*stack)
+
+
+def run_training(
+    cfg: RunConfig,
+    data: PathLike | None,
+    *,
+    val_data: PathLike | None = None,
+    test_data: PathLike | None = None,
+    out: PathLike | None = None,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train one resolved config (what ``medsent train`` runs); returns the full result."""
+    from medsent.errors import DataError
+    from medsent.train import train_run
+
+    if data is None:
+        raise DataError("--data is required (the training file)")
+    target = Path(out) if out is not None else Path("runs") / f"{cfg.model}-seed{cfg.seed}"
+    return train_run(
+        cfg,
+        Path(data),
+        target,
+        val_path=Path(val_data) if val_data is not None else None,
+        test_path=Path(test_data) if test_data is not None else None,
+        overwrite=overwrite,
+    )
+
+
+def train(
+    data: PathLike,
+    model: str = "svm",
+    *,
+    val_data: PathLike | None = None,
+    test_data: PathLike | None = None,
+    out: PathLike | None = None,
+    preset: str | None = None,
+    preset_config: str | None = None,
+    config: PathLike | None = None,
+    overrides: Overrides = None,
+    seed: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Train ``model`` on ``data`` and return the run folder (default ``runs/MODEL-seedN``)."""
+    layers = [{"seed": seed}] if seed is not None else []
+    cfg = train_config(
+        model, preset=preset, preset_config=preset_config, config=config, overrides=overrides, layers=layers
+    )
+    result = run_training(cfg, data, val_data=val_data, test_data=test_data, out=out, overwrite=overwrite)
+    return result.run_dir
+
+
+def resume_training(run: PathLike) -> TrainResult:
+    """Continue a killed neural run from its last checkpoint (``medsent train --resume``)."""
+    from medsent.config import build_config
+    from medsent.train import resume_args, train_run
+
+    run_dir = Path(run)
+    info = resume_args(run_dir)
+    return train_run(
+        build_config(info["config"]),
+        Path(info["train"]),
+        run_dir,
+        val_path=Path(info["val"]) if info.get("val") else None,
+        test_path=Path(info["test"]) if info.get("test") else None,
+        resume=True,
+    )
+
+
+def resume(run: PathLike) -> Path:
+    """Finish a killed neural run; returns its folder."""
+    return resume_training(run).run_dir
+
+
+def evaluate(
+    run: PathLike | Model,
+    data: PathLike,
+    *,
+    preset: str | None = None,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    rating_col: str | None = None,
+    strict: bool = False,
+    out: PathLike | None = None,
+) -> dict[str, Any]:
+    """Score a run on a labelled file with the run's own cleaning and column mapping (flags override).
+
+    Returns the metrics dict ``medsent evaluate --json`` prints (macro-F1, per-class, kappa, ECE,
+    confusion matrix, tiers); with ``out`` also writes metrics.json with the threshold sweep and error
+    analysis, and the sweep and confusion plots.
+    """
+    from medsent.data.dataset import load_labeled_for
+    from medsent.data.presets import data_layer
+    from medsent.evaluation.metrics import compute_metrics
+    from medsent.evaluation.tiers import tier_table
+
+    predictor = run._predictor if isinstance(run, Model) else load(run)._predictor
+    data_path = Path(data)
+    labeled = load_labeled_for(
+        predictor.config, data_path, data_layer(preset, text_col, label_col, rating_col, strict)
+    )
+    proba = predictor.predict_proba(labeled.frame["text"].tolist())
+    y = labeled.frame["label"].to_numpy()
+    metrics = compute_metrics(y, proba)
+    metrics["tiers"] = tier_table(y, proba, predictor.config.tiers)
+    if out is not None:
+        _write_evaluation(Path(out), predictor, data_path, labeled.frame, y, proba, metrics)
+    return metrics
+
+
+def _write_evaluation(
+    out: Path, predictor: Predictor, data: Path, frame: Any, y: Any, proba: Any, metrics: dict[str, Any]
+) -> None:
+    from medsent.evaluation.analysis import confusion_heatmap, error_analysis
+    from medsent.evaluation.tiers import sweep_plot, threshold_sweep
+    from medsent.runs import write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    sweep = threshold_sweep(y, proba)
+    write_json(
+        out / "metrics.json",
+        {
+            **metrics,
+            "threshold_sweep": sweep,
+            "analysis": error_analysis(frame, proba),
+            "run": str(predictor.run_dir),
+            "data": str(data),
+        },
+    )
+    sweep_plot(sweep, out / "threshold_sweep.png")
+    confusion_heatmap(
+        metrics["confusion_matrix"], out / "confusion.png", f"{predictor.run_dir.name} on {data.name}"
+    )

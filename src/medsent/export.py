@@ -1,0 +1,96 @@
+"""`medsent export`: a run's network in another runtime's format, checked against medsent itself.
+
+Formats by name: ``onnx`` (a graph inside the run that predict and serve then use) and ``hf`` (a
+Hugging Face folder beside the run that transformers loads). Each is written into a temporary folder
+and renamed into place only once its check passed, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medsent.errors import ConfigError, RunError
+from medsent.predict import Predictor
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    summary: str
+    writer: Callable[[Predictor, Path, list[str] | None], dict[str, Any]]
+    default_target: Callable[[Path], Path]
+    inside_run: bool
+
+
+def _onnx_writer(predictor: Predictor, folder: Path, probes: list[str] | None) -> dict[str, Any]:
+    from medsent.neural.onnx import write_onnx
+
+    return write_onnx(predictor, folder, probes)
+
+
+def _hf_writer(predictor: Predictor, folder: Path, probes: list[str] | None) -> dict[str, Any]:
+    from medsent.neural.hf_export import write_hf
+
+    return write_hf(predictor, folder, probes)
+
+
+FORMATS: dict[str, ExportFormat] = {
+    "onnx": ExportFormat(
+        "onnx", "ONNX graph inside the run (predict/serve use it)", _onnx_writer, lambda r: r / "onnx", True
+    ),
+    "hf": ExportFormat(
+        "hf",
+        "Hugging Face folder (AutoModelForSequenceClassification)",
+        _hf_writer,
+        lambda r: r.parent / f"{r.name}-hf",
+        False,
+    ),
+}
+
+
+def export_format(name: str) -> ExportFormat:
+    key = name.lower()
+    if key not in FORMATS:
+        raise ConfigError(f"unknown export format '{name}'; known: {', '.join(sorted(FORMATS))}")
+    return FORMATS[key]
+
+
+def export_run(
+    run_dir: Path,
+    fmt: str = "onnx",
+    out: Path | None = None,
+    overwrite: bool = False,
+    probe_texts: list[str] | None = None,
+) -> dict[str, Any]:
+    """Export ``run_dir`` as ``fmt``; returns what was written and measured (``path`` included)."""
+    spec = export_format(fmt)
+    if out is not None and spec.inside_run:
+        raise ConfigError(f"--out does not apply to {spec.name}: the export lives inside the run")
+    target = out if out is not None else spec.default_target(run_dir)
+    if target.exists() and not overwrite:
+        raise RunError(f"{target} already exists; pass --overwrite to export again")
+    predictor = Predictor(run_dir, use_onnx=False)  # the reference is always the PyTorch model
+    if not predictor.kind.trainable:
+        raise ConfigError(
+            f"export one member run at a time; a '{predictor.kind.name}' run is a combination of runs"
+        )
+    inside = target.resolve() == run_dir.resolve() or run_dir.resolve() in target.resolve().parents
+    if inside and not spec.inside_run:
+        raise ConfigError(f"{target} is inside the run folder; export to a folder of its own")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        meta = spec.writer(predictor, tmp, probe_texts)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {**meta, "path": str(target)}
