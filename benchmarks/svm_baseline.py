@@ -16,7 +16,7 @@ from medsent.config import build_config
 from medsent.data.dataset import load_labeled
 from medsent.data.presets import preset_layer
 from medsent.predict import Predictor
-from medsent.train import train_run
+from medsent.training import train_run
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "webmd"
 

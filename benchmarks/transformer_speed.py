@@ -98,7 +98,7 @@ def medsent_engine(
 
 def quality_run(n: int) -> None:
     """MiniLM, V2 preset, one epoch on an n-review stratified subset of the pool; scored on webmd_val."""
-    from medsent.train import train_run
+    from medsent.training import train_run
 
     cfg = build_config({"data": preset_layer("webmd")})
     raw = pd.read_csv(DATA / "webmd_reviews.csv")

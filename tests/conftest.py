@@ -134,7 +134,7 @@ def svm_run(tmp_path_factory: pytest.TempPathFactory, train_csv: Path, val_csv: 
     """One trained SVM run folder shared by the read-only tests."""
     from medsent.config import build_config
     from medsent.data.presets import preset_layer
-    from medsent.train import train_run
+    from medsent.training import train_run
 
     out = tmp_path_factory.mktemp("runs") / "svm"
     cfg = build_config({"model": "svm", "data": preset_layer("webmd"), "split": {"test_frac": 0.2}})
@@ -155,7 +155,7 @@ def textcnn_run(tmp_path_factory: pytest.TempPathFactory, train_csv: Path, val_c
     """One tiny trained TextCNN run folder shared by the read-only tests."""
     from medsent.config import build_config
     from medsent.data.presets import preset_layer
-    from medsent.train import train_run
+    from medsent.training import train_run
 
     out = tmp_path_factory.mktemp("runs") / "textcnn"
     cfg = build_config({**TINY_TEXTCNN, "data": preset_layer("webmd"), "split": {"test_frac": 0}})
@@ -185,3 +185,31 @@ def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
         return CliResult(code, out, err)
 
     return call
+
+
+# The transformer with all but its top layer frozen, short inputs, a few batches: export and loading
+# behaviour, not MiniLM's accuracy, is what tests of transformer runs check.
+TINY_TRANSFORMER = {
+    "model": "transformer",
+    "transformer": {"freeze_layers": 5, "freeze_embeddings": True, "max_length": 64},
+    "trainer": {
+        "max_epochs": 1,
+        "batch_size": 32,
+        "progress_bar": False,
+        "limit_train_batches": 4,
+        "num_threads": os.cpu_count() or 1,
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def transformer_run(tmp_path_factory: pytest.TempPathFactory, train_csv: Path, val_csv: Path) -> Path:
+    """One tiny fine-tuned MiniLM run folder shared by the read-only tests."""
+    from medsent.config import build_config
+    from medsent.data.presets import preset_layer
+    from medsent.training import train_run
+
+    out = tmp_path_factory.mktemp("runs") / "transformer"
+    cfg = build_config({**TINY_TRANSFORMER, "data": preset_layer("webmd"), "split": {"test_frac": 0}})
+    train_run(cfg, train_csv, out, val_path=val_csv)
+    return out

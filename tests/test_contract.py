@@ -10,9 +10,9 @@ import pytest
 from medsent.config import build_config
 from medsent.data.presets import preset_layer
 from medsent.export import export_run
-from medsent.models.registry import MODELS
+from medsent.models.registry import MODELS, RUN_KINDS
 from medsent.predict import Predictor
-from medsent.train import train_run
+from medsent.training import train_run
 
 # Small widths and two epochs: the contract is about behaviour, not accuracy.
 TINY = {
@@ -58,3 +58,41 @@ def test_registered_model_contract(
     native = Predictor(result.run_dir)
     assert native.backend == "native"
     assert np.abs(exported.predict_proba(texts) - native.predict_proba(texts)).max() < 1e-4
+
+
+def _ensemble(members: dict[str, Path], out: Path) -> None:
+    from medsent.ensemble import build_ensemble
+
+    build_ensemble([members["svm"], members["textcnn"]], out)
+
+
+# Every run kind that is made from other runs, with how the contract makes one.
+MADE_FROM_RUNS = {"ensemble": _ensemble}
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, s in RUN_KINDS.items() if not s.trainable))
+def test_run_kinds_made_from_runs_load_through_their_registry_loader(
+    kind: str, svm_run: Path, textcnn_run: Path, tmp_path: Path
+) -> None:
+    assert kind in MADE_FROM_RUNS, f"add a builder for run kind '{kind}' to the contract suite"
+    out = tmp_path / kind
+    MADE_FROM_RUNS[kind]({"svm": svm_run, "textcnn": textcnn_run}, out)
+    predictor = Predictor(out)
+    assert predictor.kind.name == kind and predictor.model_name == kind
+    proba = predictor.predict_proba(PROBES)
+    assert proba.shape == (3, 3) and np.allclose(proba.sum(axis=1), 1.0)
+    assert np.allclose(Predictor(out).predict_proba(PROBES), proba, atol=1e-9)
+
+
+def test_an_unknown_run_kind_is_a_one_line_error(svm_run: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from medsent.errors import RunError
+
+    run = tmp_path / "odd"
+    shutil.copytree(svm_run, run)
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "model": "gpt9"}))
+    with pytest.raises(RunError, match="run kind 'gpt9' is unknown to this version; known: bilstm, ensemble"):
+        Predictor(run)

@@ -5,9 +5,8 @@ model = medsent.load("runs/svm")
 model.predict(["No side effects and it works"])
 """
 
-__version__ = "0.1.0"
-
-from medsent.api import Model, evaluate, load, resume, train
+from medsent._version import __version__
+from medsent.api import Model, demo_data, evaluate, load, resume, train
 from medsent.errors import ConfigError, DataError, MedsentError, RunError
 
 __all__ = [
@@ -17,6 +16,7 @@ __all__ = [
     "Model",
     "RunError",
     "__version__",
+    "demo_data",
     "evaluate",
     "load",
     "resume",

@@ -248,7 +248,7 @@ def _run_one(cfg: RunConfig, train: Path, val: Path, folder: Path, keep_run: boo
     from medsent.data.dataset import load_labeled_for
     from medsent.neural.fit import read_history
     from medsent.predict import Predictor
-    from medsent.train import train_run
+    from medsent.training import train_run
 
     run_dir = folder / "run"
     result = train_run(cfg, train, run_dir, val_path=val, overwrite=True)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from medsent.config import RunConfig
     from medsent.predict import Predictor
-    from medsent.train import TrainResult
+    from medsent.training import TrainResult
 
 PathLike = str | Path
 Overrides = Mapping[str, Any] | Sequence[str] | None
@@ -164,7 +164,7 @@ def run_training(
 ) -> TrainResult:
     """Train one resolved config (what ``medsent train`` runs); returns the full result."""
     from medsent.errors import DataError
-    from medsent.train import train_run
+    from medsent.training import train_run
 
     if data is None:
         raise DataError("--data is required (the training file)")
@@ -187,17 +187,29 @@ def train(
     test_data: PathLike | None = None,
     out: PathLike | None = None,
     preset: str | None = None,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    rating_col: str | None = None,
     preset_config: str | None = None,
     config: PathLike | None = None,
     overrides: Overrides = None,
     seed: int | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Train ``model`` on ``data`` and return the run folder (default ``runs/MODEL-seedN``)."""
-    layers = [{"seed": seed}] if seed is not None else []
-    cfg = train_config(
-        model, preset=preset, preset_config=preset_config, config=config, overrides=overrides, layers=layers
-    )
+    """Train ``model`` on ``data`` and return the run folder (default ``runs/MODEL-seedN``).
+
+    ``preset`` names the data layout (webmd, drugscom, askapatient); the column arguments override
+    it; ``preset_config`` picks the model's V1/V2 preset; ``overrides`` sets any config field.
+    """
+    from medsent.data.presets import data_layer
+
+    layer: dict[str, Any] = {}
+    columns = data_layer(preset, text_col, label_col, rating_col)
+    if columns:
+        layer["data"] = columns
+    if seed is not None:
+        layer["seed"] = seed
+    cfg = train_config(model, preset_config=preset_config, config=config, overrides=overrides, layers=[layer])
     result = run_training(cfg, data, val_data=val_data, test_data=test_data, out=out, overwrite=overwrite)
     return result.run_dir
 
@@ -205,7 +217,7 @@ def train(
 def resume_training(run: PathLike) -> TrainResult:
     """Continue a killed neural run from its last checkpoint (``medsent train --resume``)."""
     from medsent.config import build_config
-    from medsent.train import resume_args, train_run
+    from medsent.training import resume_args, train_run
 
     run_dir = Path(run)
     info = resume_args(run_dir)
@@ -283,3 +295,11 @@ def _write_evaluation(
     confusion_heatmap(
         metrics["confusion_matrix"], out / "confusion.png", f"{predictor.run_dir.name} on {data.name}"
     )
+
+
+def demo_data(folder: PathLike = "runs/.demo-data") -> dict[str, Path]:
+    """The embedded Drugs.com sample as two TSV files ({"train": ..., "test": ...}); labels are
+    names in the ``rating`` column (pass ``label_col="rating"``)."""
+    from medsent.data.demo import extract_demo_data
+
+    return extract_demo_data(Path(folder))

@@ -185,6 +185,13 @@ def train(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue a killed neural run from its last checkpoint.")
     ] = None,
+    logger: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--logger",
+            help="Training logs: csv (default, in the run folder), tensorboard, mlflow, none; repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Train one model and write a self-describing run folder."""
     from medsent.api import resume_training, run_training, train_config
@@ -226,6 +233,9 @@ def train(
         cli["split"] = split
     if negation is not None:
         cli["text"] = {"negation": negation}
+    if logger:
+        names = [n.strip().lower() for item in logger for n in item.split(",") if n.strip()]
+        cli["tracking"] = {"loggers": [] if names == ["none"] else names}
     cfg = train_config(
         model, preset_config=preset_config, config=config, layers=[cli], overrides=_parse_sets(set_ or [])
     )
@@ -574,11 +584,11 @@ def serve(
 
 @app.command()
 def models() -> None:
-    """List the registered models."""
-    from medsent.models.registry import MODELS
+    """List the registered models and the run kinds made from other runs."""
+    from medsent.models.registry import RUN_KINDS
 
-    for spec in MODELS.values():
-        typer.echo(f"{spec.name:10s} {spec.family:8s} {spec.summary}")
+    for spec in RUN_KINDS.values():
+        typer.echo(f"{spec.name:12s} {spec.family:12s} {spec.summary}")
 
 
 @app.command()
@@ -588,7 +598,7 @@ def demo(
     """Train and evaluate the SVM on the embedded Drugs.com sample (no arguments needed)."""
     from medsent.config import build_config
     from medsent.data.demo import extract_demo_data
-    from medsent.train import train_run
+    from medsent.training import train_run
 
     _setup_logging()
     files = extract_demo_data(out.parent / ".demo-data")

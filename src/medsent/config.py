@@ -259,6 +259,25 @@ class TierConfig(_Strict):
         return self
 
 
+LOGGER_NAMES = ("csv", "tensorboard", "mlflow")
+
+
+class TrackingConfig(_Strict):
+    """Training logs via Lightning's loggers: ``csv`` (in the run folder, default), ``tensorboard``
+    (event files in the run folder), ``mlflow`` (MLFLOW_TRACKING_URI, else ./mlruns). Empty: none."""
+
+    loggers: tuple[str, ...] = ("csv",)
+    experiment: str = "medsent"
+    run_name: str | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> TrackingConfig:
+        unknown = [n for n in self.loggers if n not in LOGGER_NAMES]
+        if unknown:
+            raise ValueError(f"unknown logger '{unknown[0]}'; known: {', '.join(LOGGER_NAMES)}")
+        return self
+
+
 class RunConfig(_Strict):
     """Everything one training run needs; saved resolved in the run folder."""
 
@@ -279,6 +298,7 @@ class RunConfig(_Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     tiers: TierConfig = Field(default_factory=TierConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 PRESET_DIR = Path(__file__).parent / "presets"

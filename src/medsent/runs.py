@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medsent import __version__
+from medsent._version import __version__
 from medsent.errors import RunError
 
 if TYPE_CHECKING:
@@ -21,6 +21,16 @@ if TYPE_CHECKING:
 
 RUN_FILE = "run.json"
 SAFE_SUFFIXES = frozenset({".json", ".yaml", ".yml", ".md", ".png", ".csv", ".safetensors", ".txt", ".onnx"})
+# TensorBoard event files (logs/tensorboard/events.out.tfevents.<time>.<host>...): written by the
+# run's logger, never read by medsent.
+_EVENT_FILE = "events.out.tfevents."
+
+
+def _allowed(run_dir: Path, path: Path) -> bool:
+    if path.suffix.lower() in SAFE_SUFFIXES:
+        return True
+    rel = path.relative_to(run_dir).parts
+    return "logs" in rel[:-1] and path.name.startswith(_EVENT_FILE)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -53,7 +63,8 @@ class RunWriter:
         if out.exists() and not overwrite:
             raise RunError(f"run folder {out} already exists; pass --overwrite or choose another --out")
         out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        remove_stale_partials(out)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
 
     @property
     def path(self) -> Path:
@@ -74,6 +85,34 @@ class RunWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Half-written folders of ``out`` left by killed processes (``.NAME.partial-PID-*``).
+
+    A partial folder whose writer is still alive is left alone; one without a pid in its name
+    (written by an older version) is stale by definition once a new writer starts.
+    """
+    removed = []
+    for path in out.parent.glob(f".{out.name}.partial-*"):
+        pid_part = path.name[len(f".{out.name}.partial-") :].split("-", 1)[0]
+        if pid_part.isdigit() and int(pid_part) != os.getpid() and _alive(int(pid_part)):
+            continue
+        if pid_part.isdigit() and int(pid_part) == os.getpid():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def check_run_folder(run_dir: Path) -> dict[str, Any]:
     """Validate a run folder before anything in it is loaded; returns run.json."""
     if not run_dir.is_dir():
@@ -84,7 +123,7 @@ def check_run_folder(run_dir: Path) -> dict[str, Any]:
     for path in run_dir.rglob("*"):
         if path.is_symlink():
             raise RunError(f"run folder holds a symbolic link, refusing to load: {path}")
-        if path.is_file() and path.suffix.lower() not in SAFE_SUFFIXES:
+        if path.is_file() and not _allowed(run_dir, path):
             raise RunError(f"run folder holds an unexpected file type, refusing to load: {path}")
     return meta
 

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from medsent import __version__
+from medsent._version import __version__
 from medsent.predict import Predictor
 from medsent.runs import read_json
 

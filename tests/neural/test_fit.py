@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from medsent.cli import main
-from medsent.train import work_dir_for
+from medsent.training import work_dir_for
 
 TINY = [
     "--set", "textcnn.embed_dim=24", "--set", "textcnn.num_filters=8",
@@ -150,6 +150,16 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(
     assert b["epochs_run"] == a["epochs_run"]
     assert b["best_val_macro_f1"] == pytest.approx(a["best_val_macro_f1"], abs=1e-9)
     assert b["val"]["macro_f1"] == pytest.approx(a["val"]["macro_f1"], abs=1e-9)
+    # The killed attempt's half-written run folder is gone; its CSV log continues without gaps.
+    assert not list(tmp_path.glob(".killed.partial-*")) and not list(tmp_path.glob(".full.partial-*"))
+
+    def epochs(run: Path) -> list[tuple[int, float]]:
+        rows = list(csv.DictReader((run / "logs" / "csv" / "metrics.csv").open()))
+        return [(int(float(r["epoch"])), float(r["val_macro_f1"])) for r in rows if r["val_macro_f1"]]
+
+    got, want = epochs(killed), epochs(full)
+    assert [e for e, _ in got] == [e for e, _ in want] and len(want) == a["epochs_run"]
+    assert [f for _, f in got] == pytest.approx([f for _, f in want], abs=1e-9)
 
 
 @pytest.mark.slow

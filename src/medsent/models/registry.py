@@ -36,7 +36,7 @@ class Fitter(Protocol):
     def is_rank_zero(self) -> bool: ...
 
     def fit(
-        self, cfg: RunConfig, splits: Any, model_dir: Path, work: Path, resume: bool
+        self, cfg: RunConfig, splits: Any, model_dir: Path, work: Path, resume: bool, loggers: list[Any]
     ) -> dict[str, Any] | None: ...
 
 

@@ -196,7 +196,9 @@ class SvmFitter:
     def is_rank_zero(self) -> bool:
         return True
 
-    def fit(self, cfg: RunConfig, splits: Any, model_dir: Path, work: Path, resume: bool) -> dict[str, Any]:
+    def fit(
+        self, cfg: RunConfig, splits: Any, model_dir: Path, work: Path, resume: bool, loggers: list[Any]
+    ) -> dict[str, Any]:
         from medsent.models.registry import negation_for
 
         model = SvmClassifier(cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)

@@ -341,6 +341,7 @@ def fit_neural(
     val_labels: np.ndarray,
     work_dir: Path,
     resume: bool = False,
+    loggers: list[Any] | None = None,
 ) -> NeuralFit:
     """Train with early stopping and return the best epoch's weights (not the last epoch's)."""
     validate_neural_config(cfg)
@@ -412,7 +413,7 @@ def fit_neural(
         gradient_clip_val=tc.grad_clip,
         accumulate_grad_batches=tc.accumulate,
         callbacks=callbacks,
-        logger=False,
+        logger=loggers or False,
         enable_progress_bar=tc.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -453,6 +454,7 @@ def fit_neural(
         "train_samples_per_s": float(np.mean(speeds)) if speeds else None,
         "params_total": int(n_params),
         "params_trainable": int(n_train),
+        "global_step": int(trainer.global_step),
         **prep.info,
         "stopped_early": bool(
             trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch
@@ -479,7 +481,7 @@ class NeuralFitter:
         return is_global_zero()
 
     def fit(
-        self, cfg: RunConfig, splits: Any, model_dir: Path, work: Path, resume: bool
+        self, cfg: RunConfig, splits: Any, model_dir: Path, work: Path, resume: bool, loggers: list[Any]
     ) -> dict[str, Any] | None:
         """Returns None on DDP ranks other than 0, which leave the run folder to rank 0."""
         import shutil
@@ -500,6 +502,7 @@ class NeuralFitter:
                 splits.val["label"].to_numpy(),
                 work,
                 resume=resume,
+                loggers=loggers,
             )
         except NonFiniteLossError as exc:
             raise TrainingError(f"{exc}; last good checkpoint kept in {work / 'checkpoints'}") from None

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsent import __version__
+from medsent._version import __version__
 from medsent.errors import ConfigError, RunError
 from medsent.labels import LABELS
 

@@ -27,6 +27,11 @@ class MedsentEncoderClassifier(PreTrainedModel):
 
     base_model_prefix = "encoder"
     supports_gradient_checkpointing = False
+    # Attention runs inside the wrapped encoder, which checks its own support for these.
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

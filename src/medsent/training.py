@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from medsent import __version__
+from medsent._version import __version__
 from medsent.config import RunConfig
 from medsent.data.dataset import LabeledData, Splits, load_labeled, make_splits
 from medsent.evaluation.metrics import compute_metrics, metrics_markdown
@@ -21,6 +21,11 @@ from medsent.labels import LABELS
 from medsent.models.registry import get_model_spec
 from medsent.predict import Predictor
 from medsent.runs import RunWriter, read_json, write_json
+from medsent.tracking import copy_logs, log_final
+from medsent.tracking import describe as describe_tracking
+from medsent.tracking import fail as fail_tracking
+from medsent.tracking import finish as finish_tracking
+from medsent.tracking import start as start_tracking
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +139,17 @@ def train_run(
     log.info("splits: %s", splits.sizes())
     if not rank_zero:
         # DDP worker: train alongside rank 0, which alone writes the run folder.
-        fitter.fit(cfg, splits, work / "rank-scratch", work, resume)
+        fitter.fit(cfg, splits, work / "rank-scratch", work, resume, [])  # rank 0 logs
         return TrainResult(run_dir=out, metrics={}, fit_seconds=0.0)
     writer = RunWriter(out, overwrite=overwrite or resume)
+    tracking = None
     try:
         model_dir = writer.path / "model"
         model_dir.mkdir()
-        if fitter.resumable:
+        if fitter.resumable or cfg.tracking.loggers:
             work.mkdir(parents=True, exist_ok=True)
+        tracking = start_tracking(cfg, work, out.name, resume)
+        if fitter.resumable:
             write_json(
                 work / "resume.json",
                 {
@@ -153,7 +161,7 @@ def train_run(
                 },
             )
         start = time.perf_counter()
-        extra = fitter.fit(cfg, splits, model_dir, work, resume) or {}
+        extra = fitter.fit(cfg, splits, model_dir, work, resume, tracking.loggers) or {}
         fit_s = time.perf_counter() - start
         write_json(writer.path / "config.json", cfg.model_dump(mode="json"))
         write_json(
@@ -172,14 +180,21 @@ def train_run(
                 elapsed = time.perf_counter() - start
                 metrics[role] = compute_metrics(frame["label"].to_numpy(), proba)
                 metrics[role]["predict_reviews_per_s"] = len(frame) / max(elapsed, 1e-9)
+        if tracking.loggers:
+            metrics["tracking"] = describe_tracking(tracking)
+            log_final(tracking, metrics)
+            copy_logs(tracking, writer.path)
         write_json(writer.path / "metrics.json", metrics)
         (writer.path / "report.md").write_text(_report(cfg, manifest, metrics, fit_s), encoding="utf-8")
         run_dir = writer.commit(
             {"model": cfg.model, "family": spec.family, "created": datetime.now(UTC).isoformat()}
         )
-    except BaseException:
+    except BaseException as exc:
         writer.abort()
+        if tracking is not None and isinstance(exc, Exception):
+            fail_tracking(tracking)
         raise
+    finish_tracking(tracking, run_dir)
     if work.exists():
         shutil.rmtree(work, ignore_errors=True)
     return TrainResult(run_dir=run_dir, metrics=metrics, fit_seconds=fit_s)
