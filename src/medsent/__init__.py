@@ -6,7 +6,7 @@ model.predict(["No side effects and it works"])
 """
 
 from medsent._version import __version__
-from medsent.api import Model, demo_data, evaluate, load, resume, train
+from medsent.api import Model, calibrate, demo_data, evaluate, load, resume, train
 from medsent.errors import ConfigError, DataError, MedsentError, RunError
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Model",
     "RunError",
     "__version__",
+    "calibrate",
     "demo_data",
     "evaluate",
     "load",

@@ -79,24 +79,11 @@ class Model:
         """One record per text: prediction, confidence, probabilities (by label) and tier."""
         import numpy as np
 
-        from medsent.evaluation.tiers import tier_of
-
         proba = self.predict_proba(texts)
-        out: list[dict[str, Any]] = []
-        for row in proba:
-            if np.isnan(row).any():  # a blank text
-                out.append({"prediction": None, "confidence": None, "probabilities": None, "tier": "manual"})
-                continue
-            best = int(row.argmax())
-            out.append(
-                {
-                    "prediction": self.labels[best],
-                    "confidence": float(row[best]),
-                    "probabilities": {n: float(p) for n, p in zip(self.labels, row, strict=True)},
-                    "tier": tier_of(float(row[best]), self.config.tiers),
-                }
-            )
-        return out
+        blank = np.isnan(proba).any(axis=1)
+        scored = iter(self._predictor.records(proba[~blank]))
+        empty = {"prediction": None, "confidence": None, "probabilities": None, "tier": "manual"}
+        return [dict(empty) if b else next(scored) for b in blank]
 
 
 def _texts(texts: str | Sequence[Any]) -> tuple[list[str], list[bool]]:
@@ -161,6 +148,7 @@ def run_training(
     test_data: PathLike | None = None,
     out: PathLike | None = None,
     overwrite: bool = False,
+    aux_data: Sequence[PathLike | tuple[PathLike, str | None]] = (),
 ) -> TrainResult:
     """Train one resolved config (what ``medsent train`` runs); returns the full result."""
     from medsent.errors import DataError
@@ -176,7 +164,29 @@ def run_training(
         val_path=Path(val_data) if val_data is not None else None,
         test_path=Path(test_data) if test_data is not None else None,
         overwrite=overwrite,
+        aux=aux_sources(aux_data),
     )
+
+
+def aux_sources(items: Sequence[PathLike | tuple[PathLike, str | None]]) -> list[Any]:
+    """Auxiliary files as ``path``, ``(path, preset)`` or ``"path:preset"`` (a known preset name)."""
+    from medsent.data.presets import DATA_PRESETS, data_layer
+    from medsent.training import AuxSource
+
+    out = []
+    for item in items:
+        preset: str | None = None
+        if isinstance(item, tuple):
+            path, preset = Path(item[0]), item[1]
+        else:
+            text = str(item)
+            head, sep, tail = text.rpartition(":")
+            if sep and tail.lower() in DATA_PRESETS:
+                path, preset = Path(head), tail
+            else:
+                path = Path(text)
+        out.append(AuxSource(path, data_layer(preset) if preset else {}))
+    return out
 
 
 def train(
@@ -195,6 +205,7 @@ def train(
     overrides: Overrides = None,
     seed: int | None = None,
     overwrite: bool = False,
+    aux_data: Sequence[PathLike | tuple[PathLike, str | None]] = (),
 ) -> Path:
     """Train ``model`` on ``data`` and return the run folder (default ``runs/MODEL-seedN``).
 
@@ -210,7 +221,9 @@ def train(
     if seed is not None:
         layer["seed"] = seed
     cfg = train_config(model, preset_config=preset_config, config=config, overrides=overrides, layers=[layer])
-    result = run_training(cfg, data, val_data=val_data, test_data=test_data, out=out, overwrite=overwrite)
+    result = run_training(
+        cfg, data, val_data=val_data, test_data=test_data, out=out, overwrite=overwrite, aux_data=aux_data
+    )
     return result.run_dir
 
 
@@ -221,6 +234,8 @@ def resume_training(run: PathLike) -> TrainResult:
 
     run_dir = Path(run)
     info = resume_args(run_dir)
+    from medsent.training import AuxSource
+
     return train_run(
         build_config(info["config"]),
         Path(info["train"]),
@@ -228,6 +243,7 @@ def resume_training(run: PathLike) -> TrainResult:
         val_path=Path(info["val"]) if info.get("val") else None,
         test_path=Path(info["test"]) if info.get("test") else None,
         resume=True,
+        aux=[AuxSource(Path(a["path"]), dict(a.get("layer") or {})) for a in info.get("aux") or []],
     )
 
 
@@ -265,8 +281,10 @@ def evaluate(
     )
     proba = predictor.predict_proba(labeled.frame["text"].tolist())
     y = labeled.frame["label"].to_numpy()
-    metrics = compute_metrics(y, proba)
-    metrics["tiers"] = tier_table(y, proba, predictor.config.tiers)
+    metrics = compute_metrics(y, proba, predictor.offsets)
+    metrics["tiers"] = tier_table(y, proba, predictor.config.tiers, predictor.offsets)
+    if predictor.offsets is not None:
+        metrics["decision_offsets"] = dict(zip(predictor.labels, map(float, predictor.offsets), strict=True))
     if out is not None:
         _write_evaluation(Path(out), predictor, data_path, labeled.frame, y, proba, metrics)
     return metrics
@@ -280,13 +298,13 @@ def _write_evaluation(
     from medsent.runs import write_json
 
     out.mkdir(parents=True, exist_ok=True)
-    sweep = threshold_sweep(y, proba)
+    sweep = threshold_sweep(y, proba, offsets=predictor.offsets)
     write_json(
         out / "metrics.json",
         {
             **metrics,
             "threshold_sweep": sweep,
-            "analysis": error_analysis(frame, proba),
+            "analysis": error_analysis(frame, proba, predictor.offsets),
             "run": str(predictor.run_dir),
             "data": str(data),
         },
@@ -303,3 +321,83 @@ def demo_data(folder: PathLike = "runs/.demo-data") -> dict[str, Path]:
     from medsent.data.demo import extract_demo_data
 
     return extract_demo_data(Path(folder))
+
+
+CALIBRATION_OBJECTIVES = ("nll", "macro_f1", "all")
+
+
+def calibrate(
+    run: PathLike,
+    data: PathLike,
+    *,
+    objective: str = "nll",
+    preset: str | None = None,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    rating_col: str | None = None,
+    strict: bool = False,
+    force_offsets: bool = False,
+) -> dict[str, Any]:
+    """Fit on validation data what predict/evaluate/serve then apply (``medsent calibrate``).
+
+    ``nll``: temperature scaling (calibration.json). ``macro_f1``: per-class offsets on the calibrated
+    log-probabilities that maximise macro-F1 (decision.json), with cross-fitted figures. ``all``:
+    both, temperature first. Refitting the temperature drops offsets fitted on the old one. Offsets
+    are kept only where they hold out of sample (``offsets_hold``) unless ``force_offsets``.
+    Returns {"temperature": summary or None, "decision": summary or None}.
+    """
+    from medsent.data.dataset import load_labeled_for
+    from medsent.data.io import file_sha256
+    from medsent.data.presets import data_layer
+    from medsent.errors import ConfigError, RunError
+    from medsent.evaluation.calibration import (
+        CALIBRATION_FILE,
+        apply_temperature,
+        calibration_summary,
+        fit_temperature,
+        reliability_diagram,
+    )
+    from medsent.evaluation.decision import DECISION_FILE, decision_summary, offsets_hold
+    from medsent.predict import Predictor
+    from medsent.runs import read_json, write_json
+
+    if objective not in CALIBRATION_OBJECTIVES:
+        raise ConfigError(f"unknown objective '{objective}'; known: {', '.join(CALIBRATION_OBJECTIVES)}")
+    run_dir, data_path = Path(run), Path(data)
+    predictor = Predictor(run_dir)
+    labeled = load_labeled_for(
+        predictor.config, data_path, data_layer(preset, text_col, label_col, rating_col, strict)
+    )
+    sha = file_sha256(data_path)
+    manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
+    for role in ("train", "test"):
+        info = (manifest.get("files") or {}).get(role)
+        if isinstance(info, dict) and info.get("sha256") == sha:
+            raise RunError(f"{data_path} is the run's {role} file; calibrate on validation data")
+    y = labeled.frame["label"].to_numpy()
+    raw = predictor.predict_proba(labeled.frame["text"].tolist(), calibrated=False)
+    source = {"path": str(data_path), "sha256": sha}
+    out: dict[str, Any] = {"temperature": None, "decision": None}
+    temperature = predictor.temperature
+    if objective in ("nll", "all"):
+        temperature = fit_temperature(raw, y)
+        summary = calibration_summary(raw, y, temperature)
+        summary["data"] = source
+        reliability_diagram(y, raw, apply_temperature(raw, temperature), run_dir / "reliability.png")
+        write_json(run_dir / CALIBRATION_FILE, summary)
+        stale = run_dir / DECISION_FILE
+        if objective == "nll" and stale.exists():
+            stale.unlink()  # fitted on the old temperature's probabilities
+            summary["dropped_decision_offsets"] = True
+        out["temperature"] = summary
+    if objective in ("macro_f1", "all"):
+        proba = apply_temperature(raw, temperature) if temperature is not None else raw
+        summary = decision_summary(proba, y, temperature)
+        summary["data"] = source
+        summary["kept"] = bool(force_offsets or offsets_hold(summary["crossfit"]))
+        if summary["kept"]:
+            write_json(run_dir / DECISION_FILE, summary)
+        else:
+            (run_dir / DECISION_FILE).unlink(missing_ok=True)
+        out["decision"] = summary
+    return out

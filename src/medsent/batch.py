@@ -78,11 +78,10 @@ def predict_file(
                     [t for t, b in zip(texts, blank, strict=True) if not b]
                 )
             out = chunk.reset_index(drop=True).copy()
-            best = np.where(blank, 0, np.nan_to_num(proba).argmax(axis=1))
+            best = np.where(blank, 0, predictor.decide(np.nan_to_num(proba, nan=1.0 / proba.shape[1])))
             # A review with no text gets no label: it goes to the manual tier, not a confident guess.
             out["label"] = ["" if b else predictor.labels[j] for j, b in zip(best, blank, strict=True)]
-            out["confidence"] = proba.max(axis=1, initial=-np.inf, where=~np.isnan(proba))
-            out.loc[blank, "confidence"] = np.nan
+            out["confidence"] = np.where(blank, np.nan, proba[np.arange(len(best)), best])
             out["tier"] = [
                 "manual" if b else tier_of(float(c), predictor.config.tiers)
                 for c, b in zip(out["confidence"], blank, strict=True)

@@ -185,6 +185,25 @@ def train(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue a killed neural run from its last checkpoint.")
     ] = None,
+    aux_data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--aux-data",
+            help="Extra training file whose rows may carry only auxiliary ratings (effectiveness, ...); "
+            "FILE or FILE:PRESET; repeatable. Pair with --aux-target.",
+        ),
+    ] = None,
+    aux_target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--aux-target",
+            help="Auxiliary head and its loss weight, NAME=WEIGHT (rating, effectiveness, ease_of_use).",
+        ),
+    ] = None,
+    main_target: Annotated[
+        str | None,
+        typer.Option("--main-target", help="class (3-class loss) or ordinal (rating levels, ordinal loss)."),
+    ] = None,
     logger: Annotated[
         list[str] | None,
         typer.Option(
@@ -236,10 +255,31 @@ def train(
     if logger:
         names = [n.strip().lower() for item in logger for n in item.split(",") if n.strip()]
         cli["tracking"] = {"loggers": [] if names == ["none"] else names}
+    targets: dict[str, Any] = {}
+    if main_target is not None:
+        targets["main"] = main_target.lower()
+    for item in aux_target or []:
+        name, sep, weight = item.partition("=")
+        try:
+            targets.setdefault("aux", {})[name.strip()] = float(weight) if sep else 1.0
+        except ValueError:
+            raise ConfigError(
+                f"--aux-target expects NAME=WEIGHT (e.g. effectiveness=0.3), got '{item}'"
+            ) from None
+    if targets:
+        cli["targets"] = targets
     cfg = train_config(
         model, preset_config=preset_config, config=config, layers=[cli], overrides=_parse_sets(set_ or [])
     )
-    result = run_training(cfg, data, val_data=val_data, test_data=test_data, out=out, overwrite=overwrite)
+    result = run_training(
+        cfg,
+        data,
+        val_data=val_data,
+        test_data=test_data,
+        out=out,
+        overwrite=overwrite,
+        aux_data=aux_data or [],
+    )
     _print_result(result)
 
 
@@ -318,39 +358,65 @@ def evaluate(
 def calibrate(
     run_dir: Annotated[Path, typer.Argument(help="Run folder to calibrate (it gains calibration.json).")],
     data: Annotated[Path, typer.Option("--data", help="Validation file (never the test set).")],
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="nll: temperature scaling; macro_f1: per-class decision offsets; all: both.",
+        ),
+    ] = "nll",
     preset: PresetOpt = None,
     text_col: TextColOpt = None,
     label_col: LabelColOpt = None,
     rating_col: RatingColOpt = None,
     strict: StrictOpt = False,
+    force_offsets: Annotated[
+        bool,
+        typer.Option("--force-offsets", help="Keep decision offsets even where cross-fitting shows no gain."),
+    ] = False,
 ) -> None:
-    """Fit temperature scaling on validation data; predict/evaluate apply it from then on."""
-    from medsent.data.io import file_sha256
-    from medsent.evaluation.calibration import (
-        CALIBRATION_FILE,
-        apply_temperature,
-        calibration_summary,
-        fit_temperature,
-        reliability_diagram,
-    )
-    from medsent.predict import Predictor
-    from medsent.runs import write_json
+    """Fit temperature scaling and/or a macro-F1 decision rule on validation data; predict,
+    evaluate, compare, ensemble and serve apply them from then on."""
+    from medsent.api import calibrate as calibrate_run
 
-    predictor = Predictor(run_dir)
-    labeled = _load_for_run(predictor, data, _data_layer(preset, text_col, label_col, rating_col, strict))
-    y = labeled.frame["label"].to_numpy()
-    raw = predictor.predict_proba(labeled.frame["text"].tolist(), calibrated=False)
-    temperature = fit_temperature(raw, y)
-    summary = calibration_summary(raw, y, temperature)
-    summary["data"] = {"path": str(data), "sha256": file_sha256(data)}
-    plot = reliability_diagram(y, raw, apply_temperature(raw, temperature), run_dir / "reliability.png")
-    write_json(run_dir / CALIBRATION_FILE, summary)
-    typer.echo(
-        f"temperature {temperature:.3f}: ECE {summary['ece_before']:.4f} -> {summary['ece_after']:.4f} "
-        f"(2-fold cross-fitted: {summary['ece_after_crossfit']:.4f}), "
-        f"NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f} (n={summary['n']})"
+    result = calibrate_run(
+        run_dir,
+        data,
+        objective=objective.lower(),
+        preset=preset,
+        text_col=text_col,
+        label_col=label_col,
+        rating_col=rating_col,
+        strict=strict,
+        force_offsets=force_offsets,
     )
-    typer.echo(f"saved: {run_dir / CALIBRATION_FILE}, {plot}")
+    if (t := result["temperature"]) is not None:
+        typer.echo(
+            f"temperature {t['temperature']:.3f}: ECE {t['ece_before']:.4f} -> {t['ece_after']:.4f} "
+            f"(2-fold cross-fitted: {t['ece_after_crossfit']:.4f}), "
+            f"NLL {t['nll_before']:.4f} -> {t['nll_after']:.4f} (n={t['n']})"
+        )
+        if t.get("dropped_decision_offsets"):
+            typer.echo(
+                "decision offsets removed (fitted on the old temperature); refit with --objective macro_f1"
+            )
+    if (d := result["decision"]) is not None:
+        offs = ", ".join(f"{k} {v:+.2f}" for k, v in d["offsets"].items())
+        ins, cf = d["in_sample"], d["crossfit"]
+        typer.echo(
+            f"decision offsets ({offs}): macro-F1 "
+            f"{ins['macro_f1_before']:.4f} -> {ins['macro_f1_after']:.4f} "
+            f"in-sample; cross-fitted (fit on one half, scored on the other, {cf['halvings']} halvings): "
+            f"{cf['macro_f1_before']:.4f} -> {cf['macro_f1_after']:.4f} "
+            f"(gain {cf['macro_f1_gain']:+.4f} ± {cf['macro_f1_gain_sd']:.4f}; Neutral F1 "
+            f"{cf['neutral_f1_before']:.3f} -> {cf['neutral_f1_after']:.3f})"
+        )
+        typer.echo(
+            "offsets kept: predict/evaluate/serve apply them"
+            if d["kept"]
+            else "offsets NOT kept: the cross-fitted gain is below +0.002 or not consistent (--force-offsets)"
+        )
+    typer.echo(f"saved in {run_dir}")
 
 
 def _load_for_run(predictor: Any, data: Path, layer: dict[str, Any]) -> Any:

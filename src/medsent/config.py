@@ -44,6 +44,12 @@ class DataConfig(_Strict):
     rating_col: str | None = None
     rating: RatingScheme = Field(default_factory=RatingScheme)
     strict: bool = False
+    # Other ratings a review may carry (target name -> column), for auxiliary heads (targets.aux);
+    # read where the column exists, on the aux_scale, missing values allowed.
+    aux_cols: dict[str, str] = Field(
+        default_factory=lambda: {"effectiveness": "effectiveness", "ease_of_use": "ease_of_use"}
+    )
+    aux_scale: tuple[int, int] = (1, 5)
 
     @model_validator(mode="after")
     def _one_label_source(self) -> DataConfig:
@@ -259,6 +265,45 @@ class TierConfig(_Strict):
         return self
 
 
+AUX_TARGETS = ("rating", "effectiveness", "ease_of_use")
+
+
+class TargetsConfig(_Strict):
+    """What the neural models learn from, besides the 3-class label.
+
+    ``main``: ``class`` (3-class loss, the default) or ``ordinal`` (the rating levels, e.g. 1-5 stars,
+    with an ordinal loss; the 3 classes are the summed probabilities of their levels).
+    ``aux``: auxiliary heads and their loss weights: ``rating`` (the levels, when main is class),
+    ``effectiveness`` and ``ease_of_use`` (data.aux_cols). A row without a target's value adds
+    nothing to that head's loss (partial labels), so --aux-data rows with only an effectiveness
+    rating train the shared encoder through that head alone.
+    ``ordinal_loss``: ``soft`` (cross-entropy on labels spread over neighbouring levels) or ``coral``
+    (cumulative binary thresholds, Cao et al. 2020); ``ordinal_spread``: the soft labels' mass moved
+    to the neighbours.
+    """
+
+    main: Literal["class", "ordinal"] = "class"
+    aux: dict[str, float] = Field(default_factory=dict)
+    ordinal_loss: Literal["soft", "coral"] = "soft"
+    ordinal_spread: float = Field(default=0.2, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _known(self) -> TargetsConfig:
+        for name, weight in self.aux.items():
+            if name not in AUX_TARGETS:
+                raise ValueError(f"unknown auxiliary target '{name}'; known: {', '.join(AUX_TARGETS)}")
+            if weight < 0:
+                raise ValueError(f"targets.aux.{name} must be a non-negative loss weight")
+        if self.main == "ordinal" and "rating" in self.aux:
+            raise ValueError("targets.aux.rating duplicates the main head when targets.main is ordinal")
+        return self
+
+    @property
+    def active(self) -> bool:
+        """Anything beyond the plain 3-class head."""
+        return self.main != "class" or any(w > 0 for w in self.aux.values())
+
+
 LOGGER_NAMES = ("csv", "tensorboard", "mlflow")
 
 
@@ -299,6 +344,7 @@ class RunConfig(_Strict):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     tiers: TierConfig = Field(default_factory=TierConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    targets: TargetsConfig = Field(default_factory=TargetsConfig)
 
 
 PRESET_DIR = Path(__file__).parent / "presets"

@@ -45,14 +45,24 @@ def check_same_task(predictors: Sequence[Predictor], names: Sequence[str]) -> No
             )
 
 
-def vote(probas: Sequence[np.ndarray], weights: np.ndarray, method: str) -> np.ndarray:
-    """Combine member probabilities; rows of the result sum to 1."""
+def vote(
+    probas: Sequence[np.ndarray],
+    weights: np.ndarray,
+    method: str,
+    decisions: Sequence[np.ndarray] | None = None,
+) -> np.ndarray:
+    """Combine member probabilities; rows of the result sum to 1.
+
+    Hard voting counts each member's decision (``decisions``: its own decision rule applied; the
+    plain argmax when not given); soft voting averages the calibrated probabilities.
+    """
     stack = np.stack(probas)  # members x rows x classes
     if method == "soft":
         out = np.tensordot(weights, stack, axes=1)
     else:
         k = stack.shape[2]
-        onehot = np.eye(k)[stack.argmax(axis=2)]
+        votes = np.stack(decisions) if decisions is not None else stack.argmax(axis=2)
+        onehot = np.eye(k)[votes]
         out = np.tensordot(weights, onehot, axes=1)
         # Ties go to the class with the higher mean probability, by a margin too small to show.
         out = out + 1e-6 * stack.mean(axis=0)
@@ -90,7 +100,9 @@ class EnsembleModel:
         return [m.predict_proba(texts) for m in self.members]
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return vote(self.member_probas(texts), self.weights, self.method)
+        probas = self.member_probas(texts)
+        decisions = [m.decide(p) for m, p in zip(self.members, probas, strict=True)]
+        return vote(probas, self.weights, self.method, decisions)
 
     @property
     def backend(self) -> str:

@@ -59,6 +59,10 @@ class Predictor:
         self.raw_text = loaded.raw_text
         self.backend = loaded.backend
         self.temperature = _temperature(self.run_dir)
+        from medsent.evaluation.decision import read_offsets
+
+        # The macro-F1 decision rule (``calibrate --objective macro_f1``): moves decisions only.
+        self.offsets: np.ndarray | None = read_offsets(self.run_dir, self.temperature)
 
     @property
     def model_name(self) -> str:
@@ -78,20 +82,29 @@ class Predictor:
             proba = apply_temperature(proba, self.temperature)
         return proba
 
-    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        """One record per text: prediction, confidence, probabilities and confidence tier."""
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Class ids for calibrated probabilities: the argmax, moved by the run's offsets if any."""
+        from medsent.evaluation.decision import decide
+
+        return decide(proba, self.offsets)
+
+    def records(self, proba: np.ndarray) -> list[dict[str, Any]]:
+        """prediction, confidence (the calibrated probability of the decided class), probabilities
+        and confidence tier, one record per row."""
         from medsent.evaluation.tiers import tier_of
 
-        proba = self.predict_proba(texts)
         out = []
-        for row in proba:
-            best = int(row.argmax())
+        for row, best in zip(proba, self.decide(proba), strict=True):
             out.append(
                 {
-                    "prediction": self.labels[best],
+                    "prediction": self.labels[int(best)],
                     "confidence": float(row[best]),
                     "probabilities": {name: float(p) for name, p in zip(self.labels, row, strict=True)},
                     "tier": tier_of(float(row[best]), self.config.tiers),
                 }
             )
         return out
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """One record per text (see ``records``)."""
+        return self.records(self.predict_proba(texts))

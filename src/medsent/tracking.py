@@ -195,8 +195,22 @@ def log_final(tracking: Tracking, metrics: dict[str, Any]) -> None:
         lg.save()
 
 
+def _close(lg: Any, status: str) -> None:
+    lg.closing = True
+    lg.finalize(status)
+    lg.closed = True
+
+
 def copy_logs(tracking: Tracking, run_folder: Path) -> None:
-    """CSV and TensorBoard files into ``run_folder/logs`` (MLflow keeps its own store)."""
+    """CSV and TensorBoard files into ``run_folder/logs`` (MLflow keeps its own store).
+
+    Their loggers are closed first: tensorboardX writes events from a background queue that only
+    ``close`` drains, so a copy taken after a mere flush can miss the last ones.
+    """
+    ml = tracking.mlflow()
+    for lg in tracking.loggers:
+        if lg is not ml:
+            _close(lg, "success")
     merge_resumed_csv(tracking.root)
     for name in ("csv", "tensorboard"):
         src = tracking.root / name
@@ -223,8 +237,8 @@ def finish(tracking: Tracking, run_dir: Path) -> None:
         if ml is not None:
             ml.experiment.log_artifacts(ml.run_id, str(run_dir), artifact_path="run")
         for lg in tracking.loggers:
-            lg.closing = True
-            lg.finalize("success")
+            if not getattr(lg, "closed", False):
+                _close(lg, "success")
     except Exception as exc:  # any tracking-server failure
         log.warning(
             "could not finish the training logs (%s: %s); the run folder is complete", type(exc).__name__, exc
@@ -235,7 +249,6 @@ def fail(tracking: Tracking) -> None:
     """A run that raised: its MLflow run is marked failed (``--resume`` can still continue it)."""
     for lg in tracking.loggers:
         try:
-            lg.closing = True
-            lg.finalize("failed")
+            _close(lg, "failed")
         except Exception as exc:  # the original error matters more than the logger's
             log.warning("could not close a training logger (%s: %s)", type(exc).__name__, exc)

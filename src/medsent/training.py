@@ -6,15 +6,17 @@ import logging
 import platform
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from medsent._version import __version__
-from medsent.config import RunConfig
+from medsent.config import DataConfig, RunConfig
 from medsent.data.dataset import LabeledData, Splits, load_labeled, make_splits
 from medsent.evaluation.metrics import compute_metrics, metrics_markdown
 from medsent.labels import LABELS
@@ -37,6 +39,21 @@ class TrainResult:
     fit_seconds: float
 
 
+@dataclass(frozen=True)
+class AuxSource:
+    """An auxiliary training file and its column layer over the run's data config (e.g. a preset)."""
+
+    path: Path
+    layer: dict[str, Any]
+
+
+def load_aux(source: AuxSource, cfg: RunConfig) -> LabeledData:
+    data_cfg = (
+        DataConfig.model_validate({**cfg.data.model_dump(), **source.layer}) if source.layer else cfg.data
+    )
+    return load_labeled(source.path, data_cfg, cfg.clean, require_label=False)
+
+
 def work_dir_for(out: Path) -> Path:
     """Checkpoints of a neural run in progress live beside the run folder until it is committed."""
     return out.parent / f".{out.name}.work"
@@ -54,7 +71,8 @@ def _manifest(parts: dict[str, LabeledData | None], splits: Splits) -> dict[str,
     split_counts = {}
     for role, frame in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         if frame is not None:
-            counts = np.bincount(frame["label"].to_numpy(dtype=int), minlength=len(LABELS))
+            labels = frame["label"].to_numpy(dtype=int)
+            counts = np.bincount(labels[labels >= 0], minlength=len(LABELS))
             split_counts[role] = {name: int(c) for name, c in zip(LABELS, counts, strict=True)}
     return {"files": files, "splits": splits.sizes(), "split_class_counts": split_counts, **splits.info}
 
@@ -119,8 +137,13 @@ def train_run(
     test_path: Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    aux: Sequence[AuxSource] = (),
 ) -> TrainResult:
-    """Train, then score validation and (once) test, and commit the run folder atomically."""
+    """Train, then score validation and (once) test, and commit the run folder atomically.
+
+    ``aux``: extra training files whose rows may lack the class label (auxiliary ratings only);
+    they join the training set after the leakage guard.
+    """
     spec = get_model_spec(cfg.model)
     fitter = spec.fitter()
     work = work_dir_for(out)
@@ -129,12 +152,14 @@ def train_run(
     train_data = load_labeled(train_path, cfg.data, cfg.clean)
     val_data = load_labeled(val_path, cfg.data, cfg.clean) if val_path else None
     test_data = load_labeled(test_path, cfg.data, cfg.clean) if test_path else None
+    aux_data = [load_aux(source, cfg) for source in aux]
     splits = make_splits(
         train_data.frame,
         val_data.frame if val_data else None,
         test_data.frame if test_data else None,
         cfg.split,
         cfg.seed,
+        aux=pd.concat([d.frame for d in aux_data], ignore_index=True) if aux_data else None,
     )
     log.info("splits: %s", splits.sizes())
     if not rank_zero:
@@ -157,6 +182,7 @@ def train_run(
                     "train": str(train_path),
                     "val": str(val_path) if val_path else None,
                     "test": str(test_path) if test_path else None,
+                    "aux": [{"path": str(a.path), "layer": a.layer} for a in aux],
                     "out": str(out),
                 },
             )
@@ -167,7 +193,9 @@ def train_run(
         write_json(
             writer.path / "labels.json", {"labels": list(LABELS), "ids": {n: i for i, n in enumerate(LABELS)}}
         )
-        manifest = _manifest({"train": train_data, "val": val_data, "test": test_data}, splits)
+        parts: dict[str, LabeledData | None] = {"train": train_data, "val": val_data, "test": test_data}
+        parts.update({f"aux_{i}": d for i, d in enumerate(aux_data)})
+        manifest = _manifest(parts, splits)
         write_json(writer.path / "manifest.json", manifest)
         # Score through the same loader that predict/evaluate use, so the saved artifact is what is measured.
         write_json(writer.path / "run.json", {"model": cfg.model, "family": spec.family})

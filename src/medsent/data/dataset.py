@@ -33,7 +33,8 @@ class LabeledData:
     source: dict[str, Any]
 
     def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(self.frame["label"].to_numpy(dtype=int), minlength=len(LABELS))
+        labels = self.frame["label"].to_numpy(dtype=int)
+        counts = np.bincount(labels[labels >= 0], minlength=len(LABELS))
         return {name: int(c) for name, c in zip(LABELS, counts, strict=True)}
 
 
@@ -43,7 +44,13 @@ def _columns_hint(frame: pd.DataFrame) -> str:
     return f"columns found: {shown or '(none)'}"
 
 
-def _pick_label_source(frame: pd.DataFrame, cfg: DataConfig, path: Path) -> tuple[str, str]:
+def _pick_label_source(
+    frame: pd.DataFrame, cfg: DataConfig, path: Path, required: bool = True
+) -> tuple[str, str] | None:
+    if not required:
+        col = cfg.label_col or cfg.rating_col
+        if col is None or col not in frame.columns:
+            return None
     if cfg.label_col:
         kind, col = "label", cfg.label_col
     elif cfg.rating_col:
@@ -62,15 +69,55 @@ def _pick_label_source(frame: pd.DataFrame, cfg: DataConfig, path: Path) -> tupl
     return kind, col
 
 
-def map_columns(frame: pd.DataFrame, cfg: DataConfig, path: Path, report: CleaningReport) -> pd.DataFrame:
-    """Pick text and label, turning ratings into class ids; bad rows are counted and dropped."""
+def _aux_values(frame: pd.DataFrame, cfg: DataConfig, skip: str | None) -> dict[str, pd.Series]:
+    """Auxiliary ratings present in the file (aux_cols), values off the aux scale made missing."""
+    lo, hi = cfg.aux_scale
+    out = {}
+    for name, col in cfg.aux_cols.items():
+        if col in frame.columns and col != skip:
+            values = pd.to_numeric(frame[col], errors="coerce")
+            out[name] = values.where((values >= lo) & (values <= hi))
+    return out
+
+
+def map_columns(
+    frame: pd.DataFrame, cfg: DataConfig, path: Path, report: CleaningReport, require_label: bool = True
+) -> pd.DataFrame:
+    """Pick text and label, turning ratings into class ids; bad rows are counted and dropped.
+
+    Keeps the raw rating (``rating``, for ordinal targets) and any auxiliary ratings
+    (``aux_<name>``). ``require_label=False`` (auxiliary data): rows without a label get -1 and are
+    kept when they carry an auxiliary rating.
+    """
     if cfg.text_col not in frame.columns:
         raise DataError(f"{path.name}: text column '{cfg.text_col}' not found ({_columns_hint(frame)})")
-    kind, col = _pick_label_source(frame, cfg, path)
+    source = _pick_label_source(frame, cfg, path, required=require_label)
     n = len(frame)
     report.add("rows read", n, n)
     text = frame[cfg.text_col]
     has_text = text.map(lambda v: isinstance(v, str))
+    aux = _aux_values(frame, cfg, source[1] if source else None)
+    if source is None:
+        if not aux:
+            raise DataError(
+                f"{path.name}: no label column and none of the auxiliary rating columns "
+                f"{', '.join(cfg.aux_cols.values())} ({_columns_hint(frame)})"
+            )
+        any_aux = np.zeros(n, dtype=bool)
+        for column in aux.values():
+            any_aux |= column.notna().to_numpy()
+        report.add("drop rows with no auxiliary rating", n, int(any_aux.sum()))
+        keep = any_aux & has_text.to_numpy()
+        report.add("drop missing text", int(any_aux.sum()), int(keep.sum()))
+        out = pd.DataFrame({"text": text[keep].astype(str).to_numpy(), "label": np.full(int(keep.sum()), -1)})
+        for name, column in aux.items():
+            out[f"aux_{name}"] = column[keep].to_numpy(dtype=float)
+        for extra in EXTRA_COLUMNS:
+            if extra in frame.columns:
+                out[extra] = frame.loc[keep, extra].to_numpy()
+        return out
+    kind, col = source
+    values: pd.Series | None = None
     if kind == "rating":
         scheme = cfg.rating
         values = pd.to_numeric(frame[col], errors="coerce")
@@ -111,6 +158,10 @@ def map_columns(frame: pd.DataFrame, cfg: DataConfig, path: Path, report: Cleani
     keep = (valid & has_text).to_numpy()
     report.add("drop missing text", int(valid.sum()), int(keep.sum()))
     out = pd.DataFrame({"text": text[keep].astype(str).to_numpy(), "label": label[keep]})
+    if values is not None:
+        out["rating"] = values[keep].to_numpy(dtype=float)
+    for name, aux_values in aux.items():
+        out[f"aux_{name}"] = aux_values[keep].to_numpy(dtype=float)
     for extra in EXTRA_COLUMNS:
         if extra in frame.columns:
             out[extra] = frame.loc[keep, extra].to_numpy()
@@ -123,13 +174,15 @@ def load_labeled_for(cfg: RunConfig, path: Path, layer: dict[str, Any] | None = 
     return load_labeled(path, data_cfg, cfg.clean)
 
 
-def load_labeled(path: str | Path, data: DataConfig, clean: CleanConfig) -> LabeledData:
-    """Read, map and clean one file."""
+def load_labeled(
+    path: str | Path, data: DataConfig, clean: CleanConfig, require_label: bool = True
+) -> LabeledData:
+    """Read, map and clean one file (``require_label=False``: auxiliary data, see map_columns)."""
     raw = read_table(path, strict=data.strict)
     report = CleaningReport()
     if raw.non_utf8_bytes:
         report.notes.append(f"{raw.non_utf8_bytes} non-UTF-8 byte sequences replaced while reading")
-    mapped = map_columns(raw.frame, data, raw.path, report)
+    mapped = map_columns(raw.frame, data, raw.path, report, require_label=require_label)
     cleaned = clean_frame(mapped, clean, report)
     if cleaned.empty:
         raise DataError(f"{raw.path.name}: no rows left after cleaning ({len(raw.frame)} read)")
@@ -150,11 +203,16 @@ class Splits:
     info: dict[str, Any] = field(default_factory=dict)
 
     def sizes(self) -> dict[str, int]:
-        return {
-            "train": len(self.train),
+        """Labelled rows per split; ``aux``: training rows with auxiliary ratings only."""
+        labelled = int((self.train["label"] >= 0).sum())
+        sizes = {
+            "train": labelled,
             "val": 0 if self.val is None else len(self.val),
             "test": 0 if self.test is None else len(self.test),
         }
+        if labelled < len(self.train):
+            sizes["aux"] = len(self.train) - labelled
+        return sizes
 
 
 def describe_counts(labels: pd.Series | np.ndarray) -> str:
@@ -195,8 +253,13 @@ def make_splits(
     test: pd.DataFrame | None,
     cfg: SplitConfig,
     seed: int,
+    aux: pd.DataFrame | None = None,
 ) -> Splits:
-    """Carve the sets that were not given from the training pool, then remove leaked texts."""
+    """Carve the sets that were not given from the training pool, then remove leaked texts.
+
+    ``aux``: rows with auxiliary ratings only (label -1), appended to training once the leakage
+    guard removed those equal to a validation, test or training text.
+    """
     info: dict[str, Any] = {}
     pool = train
     if test is None and cfg.test_frac > 0:
@@ -221,14 +284,28 @@ def make_splits(
             leaked["val_in_test"] = int(mask.sum())
             val = val[~mask].reset_index(drop=True)
     info["leakage_removed"] = leaked
+    if aux is not None and len(aux):
+        keys = aux["text"].map(dedupe_key)
+        held_keys: set[str] = set()
+        for part in (val, test):
+            if part is not None:
+                held_keys.update(part["text"].map(dedupe_key))
+        in_held = keys.isin(held_keys).to_numpy() if cfg.leakage_guard else np.zeros(len(aux), dtype=bool)
+        in_pool = keys.isin(set(pool["text"].map(dedupe_key))).to_numpy()
+        leaked["aux_in_val_or_test"] = int(in_held.sum())
+        leaked["aux_in_train"] = int((in_pool & ~in_held).sum())
+        kept = aux[~in_held & ~in_pool]
+        info["aux_rows"] = len(kept)
+        pool = pd.concat([pool, kept], ignore_index=True)
     removed = leaked["train_in_val_or_test"]
     why = f" ({removed} removed by the leakage guard)" if removed else ""
     if pool.empty:
         raise DataError(f"no training rows left after splitting{why}; training needs every class")
     missing = [LABELS[i] for i in range(len(LABELS)) if not (pool["label"] == i).any()]
     if missing:
+        labelled = pool["label"][pool["label"] >= 0]
         raise DataError(
             f"class {', '.join(missing)} has no examples in the training data: "
-            f"{describe_counts(pool['label'])}{why}; every class needs examples"
+            f"{describe_counts(labelled)}{why}; every class needs examples"
         )
     return Splits(train=pool.reset_index(drop=True), val=val, test=test, info=info)

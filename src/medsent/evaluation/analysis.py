@@ -57,11 +57,12 @@ def by_group(
 
 
 def confident_mistakes(
-    texts: list[str], y: np.ndarray, proba: np.ndarray, k: int = 10
+    texts: list[str], y: np.ndarray, proba: np.ndarray, k: int = 10, offsets: np.ndarray | None = None
 ) -> list[dict[str, Any]]:
     """Wrong answers given with the highest confidence: label noise or blind spots, worth reading."""
-    pred = proba.argmax(axis=1)
-    conf = proba.max(axis=1)
+    from medsent.evaluation.tiers import decision_confidence
+
+    pred, conf = decision_confidence(proba, offsets)
     wrong = np.flatnonzero(pred != y)
     order = wrong[np.argsort(-conf[wrong], kind="stable")][:k]
     return [
@@ -75,16 +76,20 @@ def confident_mistakes(
     ]
 
 
-def error_analysis(frame: pd.DataFrame, proba: np.ndarray) -> dict[str, Any]:
+def error_analysis(
+    frame: pd.DataFrame, proba: np.ndarray, offsets: np.ndarray | None = None
+) -> dict[str, Any]:
     """Everything above for one model on one labelled frame (columns text, label, maybe drug/condition)."""
+    from medsent.evaluation.decision import decide
+
     texts = frame["text"].tolist()
     y = frame["label"].to_numpy()
-    pred = proba.argmax(axis=1)
+    pred = decide(proba, offsets)
     return {
         "length": length_buckets(texts, y, pred),
         "condition": by_group(frame, "condition", y, pred),
         "drug": by_group(frame, "drug", y, pred),
-        "confident_mistakes": confident_mistakes(texts, y, proba),
+        "confident_mistakes": confident_mistakes(texts, y, proba, offsets=offsets),
     }
 
 

@@ -45,6 +45,7 @@ class Scored:
     metrics: dict[str, Any]
     row: dict[str, Any] = field(default_factory=dict)
     analysis: dict[str, Any] = field(default_factory=dict)
+    offsets: np.ndarray | None = None
 
 
 def count_params(pred: Predictor) -> int | None:
@@ -136,8 +137,8 @@ def compare_runs(
     scored: list[Scored] = []
     for pred, name in zip(predictors, names, strict=True):
         proba, batch_ms, single_ms = time_inference(pred, texts)
-        metrics = compute_metrics(y, proba)
-        metrics["tiers"] = tier_table(y, proba, pred.config.tiers)
+        metrics = compute_metrics(y, proba, pred.offsets)
+        metrics["tiers"] = tier_table(y, proba, pred.config.tiers, pred.offsets)
         model = pred.model_name
         row = {
             "run": name,
@@ -154,7 +155,8 @@ def compare_runs(
             "p50_ms_single": single_ms,
             "calibrated": pred.temperature is not None,
         }
-        scored.append(Scored(name, pred.run_dir, model, proba, metrics, row, error_analysis(frame, proba)))
+        analysis = error_analysis(frame, proba, pred.offsets)
+        scored.append(Scored(name, pred.run_dir, model, proba, metrics, row, analysis, pred.offsets))
 
     base = next(s for s in scored if s.name == base_name)
     for s in scored:
@@ -166,7 +168,9 @@ def compare_runs(
     _write_csv(out / "comparison.csv", rows, columns)
     (out / "comparison.md").write_text(_markdown(rows, columns, base_name, data, len(y)), encoding="utf-8")
     _bar_chart(rows, out / "comparison.png")
-    sweep_plot({s.name: threshold_sweep(y, s.proba) for s in scored}, out / "threshold_sweep.png")
+    sweep_plot(
+        {s.name: threshold_sweep(y, s.proba, offsets=s.offsets) for s in scored}, out / "threshold_sweep.png"
+    )
     for s in scored:
         confusion_heatmap(
             s.metrics["confusion_matrix"], out / f"confusion_{s.name}.png", f"{s.name} ({len(y)} reviews)"

@@ -32,11 +32,18 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: in
     return float(ece)
 
 
-def compute_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
-    """All headline metrics from true ids and predicted probabilities (rows sum to 1)."""
+def compute_metrics(
+    y_true: np.ndarray, proba: np.ndarray, offsets: np.ndarray | None = None
+) -> dict[str, Any]:
+    """All headline metrics from true ids and predicted probabilities (rows sum to 1).
+
+    ``offsets``: the run's macro-F1 decision rule (see ``decision``); ECE stays top-label.
+    """
+    from medsent.evaluation.decision import decide
+
     y_true = np.asarray(y_true, dtype=int)
     proba = np.asarray(proba, dtype=float)
-    y_pred = proba.argmax(axis=1)
+    y_pred = decide(proba, offsets)
     labels = list(range(len(LABELS)))
     prec, rec, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     per_class = {

@@ -19,10 +19,22 @@ def tier_of(confidence: float, cfg: TierConfig) -> str:
     return "review" if confidence >= cfg.review else "manual"
 
 
-def tier_table(y: np.ndarray, proba: np.ndarray, cfg: TierConfig) -> dict[str, dict[str, Any]]:
+def decision_confidence(
+    proba: np.ndarray, offsets: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The decided class and its calibrated probability (the confidence a tier is read from)."""
+    from medsent.evaluation.decision import decide
+
+    pred = decide(proba, offsets)
+    return pred, proba[np.arange(len(pred)), pred]
+
+
+def tier_table(
+    y: np.ndarray, proba: np.ndarray, cfg: TierConfig, offsets: np.ndarray | None = None
+) -> dict[str, dict[str, Any]]:
     """Coverage (share of reviews) and accuracy per tier."""
-    conf = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == np.asarray(y)
+    pred, conf = decision_confidence(proba, offsets)
+    correct = pred == np.asarray(y)
     tiers = np.array([tier_of(float(c), cfg) for c in conf])
     table = {}
     for name in TIERS:
@@ -35,10 +47,12 @@ def tier_table(y: np.ndarray, proba: np.ndarray, cfg: TierConfig) -> dict[str, d
     return table
 
 
-def threshold_sweep(y: np.ndarray, proba: np.ndarray, steps: int = 41) -> list[dict[str, Any]]:
+def threshold_sweep(
+    y: np.ndarray, proba: np.ndarray, steps: int = 41, offsets: np.ndarray | None = None
+) -> list[dict[str, Any]]:
     """Accuracy of the reviews kept automatically, and their share, as the threshold rises."""
-    conf = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == np.asarray(y)
+    pred, conf = decision_confidence(proba, offsets)
+    correct = pred == np.asarray(y)
     rows = []
     for t in np.linspace(1 / 3, 1.0, steps):
         keep = conf >= t

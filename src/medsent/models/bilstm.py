@@ -59,6 +59,7 @@ class BiLSTMAttention(nn.Module):
         self.fc1 = nn.Linear(out_dim, cfg.fc_dim)
         self.fc1_ln = _norm(cfg.fc_dim, cfg.layer_norm)
         self.fc_dropout = nn.Dropout(cfg.fc_dropout)
+        self.feature_dim = cfg.fc_dim
         self.fc2 = nn.Linear(cfg.fc_dim, num_classes)
 
     def _lstm(self, lstm: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -70,6 +71,17 @@ class BiLSTMAttention(nn.Module):
         return functional_call(lstm, params, (x,))[0]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(input_ids, attention_mask))
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.head_dropout(features))
+
+    def head_dropout(self, features: torch.Tensor) -> torch.Tensor:
+        """The dropout every head on these features uses (auxiliary heads too)."""
+        return self.fc_dropout(features)
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The review vector after attention and the first dense layer, which the heads read."""
         lengths = attention_mask.sum(dim=1).clamp(min=1)
         steps = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
         mask = steps < lengths[:, None]
@@ -87,5 +99,4 @@ class BiLSTMAttention(nn.Module):
             pooled = self.attention(h, mask)
         else:  # mean over real tokens
             pooled = (h * mask[..., None]).sum(1) / lengths[:, None]
-        z = F.relu(self.fc1_ln(self.fc1(self.attention_ln(pooled))))
-        return self.fc2(self.fc_dropout(z))
+        return F.relu(self.fc1_ln(self.fc1(self.attention_ln(pooled))))

@@ -202,7 +202,8 @@ class SvmFitter:
         from medsent.models.registry import negation_for
 
         model = SvmClassifier(cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
-        model.fit(splits.train["text"].tolist(), splits.train["label"].to_numpy())
+        train = splits.train[splits.train["label"] >= 0]  # auxiliary-only rows have nothing for it
+        model.fit(train["text"].tolist(), train["label"].to_numpy())
         model.save(model_dir)
         return {}
 

@@ -21,9 +21,21 @@ class TextCNN(nn.Module):
             nn.BatchNorm1d(cfg.num_filters) if cfg.batch_norm else nn.Identity() for _ in cfg.kernel_sizes
         )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.num_filters * len(cfg.kernel_sizes), num_classes)
+        self.feature_dim = cfg.num_filters * len(cfg.kernel_sizes)
+        self.head = nn.Linear(self.feature_dim, num_classes)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(input_ids, attention_mask))
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_dropout(features))
+
+    def head_dropout(self, features: torch.Tensor) -> torch.Tensor:
+        """The dropout every head on these features uses (auxiliary heads too)."""
+        return self.dropout(features)
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The pooled review vector the heads read."""
         min_len = max(self.kernel_sizes)
         if input_ids.shape[1] < min_len:
             pad = min_len - input_ids.shape[1]
@@ -40,4 +52,4 @@ class TextCNN(nn.Module):
             )
             h = h.masked_fill(~valid[:, None, :], float("-inf"))
             pooled.append(h.amax(dim=2))
-        return self.head(self.dropout(torch.cat(pooled, dim=1)))
+        return torch.cat(pooled, dim=1)

@@ -39,13 +39,23 @@ class TransformerClassifier(nn.Module):
         self.encoder = encoder
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
+        self.feature_dim = hidden_size
         self.head = nn.Linear(hidden_size, 3)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(input_ids, attention_mask))
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_dropout(features))
+
+    def head_dropout(self, features: torch.Tensor) -> torch.Tensor:
+        """The dropout every head on these features uses (auxiliary heads too)."""
+        return self.dropout(features)
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The pooled encoder output (mean over real tokens, or the first token)."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask.long()).last_hidden_state
         if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)

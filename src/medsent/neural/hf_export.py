@@ -29,9 +29,17 @@ def _transformer_parts(predictor: Any) -> tuple[Any, Any]:
     """The run's TransformerClassifier and HFTextEncoder, or a one-line refusal."""
     from medsent.models.transformer import TransformerClassifier
     from medsent.neural.hf import HFTextEncoder
+    from medsent.neural.targets import TaskNet
 
     clf = predictor.model
     net, encoder = getattr(clf, "model", None), getattr(clf, "encoder", None)
+    if isinstance(net, TaskNet):
+        if net.main != "class":
+            raise ConfigError(
+                f"run {predictor.run_dir} predicts through its ordinal rating head; "
+                "Hugging Face export covers runs with the 3-class head (targets.main=class)"
+            )
+        net = net.base  # the auxiliary heads do not take part in predictions
     if not isinstance(net, TransformerClassifier) or not isinstance(encoder, HFTextEncoder):
         raise ConfigError(
             f"run {predictor.run_dir} holds a '{predictor.model_name}' model; "

@@ -126,7 +126,9 @@ class NeuralClassifier:
         vocab = WordVocab.load(folder, cfg.vocab.max_len)
 
         def load_torch() -> torch.nn.Module:
-            model = build(vocab.size, cfg)
+            from medsent.neural.targets import wrap_for_targets
+
+            model = wrap_for_targets(build(vocab.size, cfg), cfg)
             try:
                 state = load_file(str(folder / WEIGHTS))
             except (OSError, Exception) as exc:  # safetensors raises its own error type on a corrupt header
@@ -161,15 +163,19 @@ class TransformerPredictor:
     ) -> TransformerPredictor:
         from medsent.neural.hf import ENCODER_DIR, HFTextEncoder, load_transformer
 
+        def load_torch() -> torch.nn.Module:
+            from medsent.neural.targets import TaskNet, load_task_heads, wrap_for_targets
+
+            base, _ = load_transformer(folder, cfg.transformer)
+            net = wrap_for_targets(base, cfg)
+            if isinstance(net, TaskNet):
+                load_task_heads(net, folder)
+            return net.eval()
+
         if onnx_file is None:
-            model, encoder = load_transformer(folder, cfg.transformer)
-            return cls(model, encoder, cfg)
+            return cls(load_torch(), HFTextEncoder.load(str(folder / ENCODER_DIR), cfg.transformer), cfg)
         encoder = HFTextEncoder.load(str(folder / ENCODER_DIR), cfg.transformer)
-        return cls(
-            _route(onnx_file, lambda: load_transformer(folder, cfg.transformer)[0], ort_max_rows),
-            encoder,
-            cfg,
-        )
+        return cls(_route(onnx_file, load_torch, ort_max_rows), encoder, cfg)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         ids = self.encoder.encode(texts)

@@ -15,7 +15,8 @@ from medsent.errors import ConfigError
 
 def class_weights_from_labels(labels: np.ndarray, num_classes: int = 3) -> list[float]:
     """n / (k * n_c): the study's alpha ([0.83, 2.52, 0.72] for a 40/13/46 split)."""
-    counts = np.bincount(np.asarray(labels, dtype=int), minlength=num_classes).astype(float)
+    labels = np.asarray(labels, dtype=int)
+    counts = np.bincount(labels[labels >= 0], minlength=num_classes).astype(float)
     if (counts == 0).any():
         raise ConfigError("cannot compute class weights: a class has no training examples")
     return (counts.sum() / (num_classes * counts)).tolist()

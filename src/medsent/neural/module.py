@@ -48,10 +48,13 @@ class SentimentModule(L.LightningModule):
         monitor: str = "val_macro_f1",
         seed: int = 0,
         param_groups_fn: Any = None,
+        task_loss: nn.Module | None = None,
     ) -> None:
+        """``task_loss``: a TaskLoss for a TaskNet model (extra targets); it replaces ``loss``."""
         super().__init__()
         self.model: nn.Module = model
         self.loss_fn: nn.Module = loss
+        self.task_loss = task_loss
         self.optim_cfg = optim
         self.scheduler_cfg = scheduler
         self.monitor = monitor
@@ -80,7 +83,22 @@ class SentimentModule(L.LightningModule):
         # The LR this epoch trains with (epoch-interval schedulers step before the history is written).
         self._epoch_lr = float(self.trainer.optimizers[0].param_groups[-1]["lr"])
 
+    def _loss_and_logits(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training objective and the 3-class logits the metrics read."""
+        if self.task_loss is None:
+            logits = self(batch["input_ids"], batch["attention_mask"])
+            return self.loss_fn(logits, batch["labels"]), logits
+        model: Any = self.model
+        outputs = model.forward_tasks(batch["input_ids"], batch["attention_mask"])
+        targets = batch.get("targets")
+        if targets is None:
+            targets = torch.full((len(batch["labels"]), 0), -1, device=batch["labels"].device)
+        return self.task_loss(outputs, batch["labels"], targets), outputs["class"]
+
     def _update(self, metrics: nn.ModuleDict, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.task_loss is not None:  # rows with auxiliary targets only carry no class label
+            has = labels >= 0
+            logits, labels = logits[has], labels[has]
         preds = logits.argmax(dim=-1)
         for name, metric in metrics.items():
             if name == "n":
@@ -89,8 +107,7 @@ class SentimentModule(L.LightningModule):
                 cast(Metric, metric).update(preds, labels)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["input_ids"], batch["attention_mask"])
-        loss = self.loss_fn(logits, batch["labels"])
+        loss, logits = self._loss_and_logits(batch)
         self._batch_losses.append(loss.detach())
         # A finiteness check syncs with the device, so it runs every 25 steps (and on step 0).
         if batch_idx % 25 == 0 and not bool(torch.isfinite(torch.stack(self._batch_losses[-25:])).all()):
@@ -110,8 +127,7 @@ class SentimentModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self(batch["input_ids"], batch["attention_mask"])
-        loss = self.loss_fn(logits, batch["labels"])
+        loss, logits = self._loss_and_logits(batch)
         self._update(self.val_metrics, logits, batch["labels"])
         self.log(
             "val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True
