@@ -88,3 +88,31 @@ def test_list_shows_what_the_preset_can_switch_off(cli, tmp_path: Path) -> None:
         and "discriminative_lr" in res.out
         and "layer_norm" not in res.out
     )
+
+
+def test_levers_switched_on_with_aux_data_and_crossfitted_offsets(
+    cli, train_csv: Path, val_csv: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import pandas as pd
+
+    aux = tmp_path / "eff.csv"
+    frame = pd.read_csv(train_csv).head(80)
+    pd.DataFrame({"review": frame["review"] + " (again)", "effectiveness": frame["effectiveness"]}).to_csv(
+        aux, index=False
+    )
+    out = tmp_path / "levers"
+    res = cli(
+        "ablate", "--model", "textcnn", "--data", train_csv, "--val-data", val_csv, "--preset", "webmd",
+        "--out", out, "--techniques", "none", "--variant", "ordinal:targets.main=ordinal",
+        "--variant", "aux:targets.aux.effectiveness=0.5", "--aux-data", aux, "--offsets", "--seeds", "1",
+        "--max-epochs", "1", "--set", "textcnn.embed_dim=16", "--set", "textcnn.num_filters=4",
+        "--set", "trainer.num_threads=1",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    rows = {r["variant"]: r for r in json.loads((out / "ablation.json").read_text())["rows"]}
+    assert set(rows) == {"full", "ordinal", "aux", "full+offsets", "ordinal+offsets", "aux+offsets"}
+    assert "d_macro_f1_lo" in rows["aux+offsets"] and "no_dropout" not in rows
+    assert cli("ablate", "--model", "textcnn", "--data", train_csv, "--val-data", val_csv, "--out", tmp_path / "x",
+               "--variant", "no_thing:seed=1").one_line_error("reserved")  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,9 +148,21 @@ def applicable(cfg: RunConfig) -> dict[str, dict[str, Any]]:
     return out
 
 
-def plan_variants(cfg: RunConfig, techniques: list[str] | None) -> dict[str, dict[str, Any]]:
-    """The full preset plus one variant per technique switched off; refuses names the preset lacks."""
+def plan_variants(
+    cfg: RunConfig, techniques: list[str] | None, extra: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The full preset plus one variant per technique switched off; refuses names the preset lacks.
+
+    ``extra``: named variants of your own (levers switched on, e.g. {"ordinal": {"targets": ...}});
+    with ``techniques=[]`` they are the only variants besides the full preset.
+    """
+    extra = extra or {}
+    clash = [n for n in extra if n == FULL or n.startswith("no_")]
+    if clash:
+        raise ConfigError(f"variant name(s) {', '.join(clash)} are reserved; choose another")
     usable = applicable(cfg)
+    if techniques == [] and extra:
+        return {FULL: {}, **extra}
     if techniques is None:
         chosen = [t for t in usable if t not in DEFAULT_SKIP]
     else:
@@ -164,9 +176,9 @@ def plan_variants(cfg: RunConfig, techniques: list[str] | None) -> dict[str, dic
                 f"can switch off: {', '.join(usable)}"
             )
         chosen = techniques
-    if not chosen:
+    if not chosen and not extra:
         raise ConfigError(f"this {cfg.model} preset uses none of the techniques ablate can switch off")
-    return {FULL: {}, **{f"no_{t}": usable[t] for t in chosen}}
+    return {FULL: {}, **{f"no_{t}": usable[t] for t in chosen}, **extra}
 
 
 def fast_macro_f1(y: np.ndarray, pred: np.ndarray, k: int = 3) -> np.ndarray:
@@ -244,19 +256,22 @@ def _gap(history: list[dict[str, Any]], best_epoch: int | None) -> float:
     return float(h.get("train_macro_f1", np.nan)) - float(h.get("val_macro_f1", np.nan))
 
 
-def _run_one(cfg: RunConfig, train: Path, val: Path, folder: Path, keep_run: bool) -> dict[str, Any]:
+def _run_one(
+    cfg: RunConfig, train: Path, val: Path, folder: Path, keep_run: bool, aux: Sequence[Any] = ()
+) -> dict[str, Any]:
     from medsent.data.dataset import load_labeled_for
     from medsent.neural.fit import read_history
     from medsent.predict import Predictor
     from medsent.training import train_run
 
     run_dir = folder / "run"
-    result = train_run(cfg, train, run_dir, val_path=val, overwrite=True)
+    result = train_run(cfg, train, run_dir, val_path=val, overwrite=True, aux=aux)
     m = result.metrics
     history = read_history(run_dir / "history.csv")
     predictor = Predictor(run_dir)
     labeled = load_labeled_for(predictor.config, val)  # the evaluate path: the run's own mapping
-    pred = predictor.predict_proba(labeled.frame["text"].tolist(), calibrated=False).argmax(axis=1)
+    proba = predictor.predict_proba(labeled.frame["text"].tolist(), calibrated=False)
+    pred = proba.argmax(axis=1)
     record = {
         "macro_f1": m["val"]["macro_f1"],
         "neutral_f1": m["val"]["per_class"]["Neutral"]["f1"],
@@ -265,6 +280,7 @@ def _run_one(cfg: RunConfig, train: Path, val: Path, folder: Path, keep_run: boo
         "epochs_run": m.get("epochs_run"),
         "fit_seconds": result.fit_seconds,
         "pred": pred.tolist(),
+        "proba": np.round(proba, 6).tolist(),
         "y": labeled.frame["label"].tolist(),
     }
     if not keep_run:
@@ -282,6 +298,9 @@ def run_ablation(
     seeds: int = 3,
     keep_runs: bool = False,
     n_boot: int = 1000,
+    extra: dict[str, dict[str, Any]] | None = None,
+    aux: Sequence[Any] = (),
+    offsets: bool = False,
 ) -> dict[str, Any]:
     """Train every variant x seed (resuming finished ones) and write the impact table and report."""
     if seeds < 1:
@@ -291,7 +310,7 @@ def run_ablation(
 
     if get_model_spec(base_cfg.model).family == "sklearn":
         raise ConfigError("ablate switches off training techniques of neural models; the SVM has none")
-    variants = plan_variants(base_cfg, techniques)
+    variants = plan_variants(base_cfg, techniques, extra)
     out.mkdir(parents=True, exist_ok=True)
     write_json(
         out / "plan.json", {"config": base_cfg.model_dump(mode="json"), "variants": variants, "seeds": seeds}
@@ -310,10 +329,12 @@ def run_ablation(
                 folder.mkdir(parents=True, exist_ok=True)
                 cfg = build_config(*base_layers, layer, {"seed": seed, "split": {"test_frac": 0.0}})
                 log.info("ablate %s seed %d: training", variant, seed)
-                record = _run_one(cfg, train, val, folder, keep_runs)
+                record = _run_one(cfg, train, val, folder, keep_runs, aux)
                 log.info("ablate %s seed %d: macro-F1 %.4f", variant, seed, record["macro_f1"])
             results[variant].append(record)
     y = np.asarray(results[FULL][0]["y"])
+    if offsets:
+        results.update(offset_variants(results, y))
     summary = summarise(results, y, n_boot)
     write_json(out / "ablation.json", {"variants": variants, "seeds": seeds, "rows": summary})
     pd.DataFrame(summary).to_csv(out / "ablation.csv", index=False)
@@ -323,6 +344,39 @@ def run_ablation(
     _plot(summary, out / "ablation.png")
     _html(out, summary, base_cfg, seeds, len(y), variants)
     return {"rows": summary}
+
+
+def crossfit_predictions(proba: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """Each review's decision under offsets fitted on the other half of validation (2 folds)."""
+    from medsent.evaluation.decision import _halves, decide, fit_offsets
+
+    pred = np.empty(len(y), dtype=int)
+    a, b = _halves(y, np.random.default_rng(seed))
+    for fit_idx, score_idx in ((a, b), (b, a)):
+        pred[score_idx] = decide(proba[score_idx], fit_offsets(proba[fit_idx], y[fit_idx]))
+    return pred
+
+
+def offset_variants(
+    results: dict[str, list[dict[str, Any]]], y: np.ndarray
+) -> dict[str, list[dict[str, Any]]]:
+    """``VARIANT+offsets``: each trained variant with the macro-F1 decision rule, cross-fitted (no new
+    training: the offsets for a review are fitted on the other half of validation)."""
+    from sklearn.metrics import f1_score
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for variant, recs in results.items():
+        if "+offsets" in variant or any("proba" not in r for r in recs):
+            continue
+        rows = []
+        for i, r in enumerate(recs):
+            pred = crossfit_predictions(np.asarray(r["proba"]), y, seed=i)
+            f1 = f1_score(y, pred, labels=[0, 1, 2], average=None, zero_division=0)
+            rows.append(
+                {**r, "pred": pred.tolist(), "macro_f1": float(f1.mean()), "neutral_f1": float(f1[1])}
+            )
+        out[f"{variant}+offsets"] = rows
+    return out
 
 
 def summarise(results: dict[str, list[dict[str, Any]]], y: np.ndarray, n_boot: int) -> list[dict[str, Any]]:
@@ -384,7 +438,9 @@ def ablation_markdown(rows: list[dict[str, Any]], model: str, seeds: int, n: int
     lines = [
         f"# Ablation of the {model} preset ({seeds} seeds, validation n={n})",
         "",
-        "Each `no_X` variant is the full preset with technique X switched off. Δ is the variant minus the "
+        "Each `no_X` variant is the full preset with technique X switched off; other variants switch a "
+        "lever on (`--variant`); `+offsets` rows apply the macro-F1 decision rule with offsets fitted on "
+        "the other half of validation (cross-fitted). Δ is the variant minus the "
         "full preset, averaged over seeds; the interval is a paired bootstrap over validation reviews "
         "(1,000 resamples), so it covers review sampling; the seed-to-seed spread is the ± sd. "
         "Gap: train minus validation macro-F1 at the kept epoch.",

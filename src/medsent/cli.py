@@ -552,8 +552,27 @@ def ablate(
     list_only: Annotated[
         bool, typer.Option("--list", help="Only list the techniques this preset can switch off.")
     ] = False,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            help="A lever switched on, NAME:KEY=VALUE[,KEY=VALUE] (e.g. ordinal:targets.main=ordinal); "
+            "repeatable. With --techniques none only these are compared with the preset.",
+        ),
+    ] = None,
+    aux_data: Annotated[
+        list[str] | None,
+        typer.Option("--aux-data", help="Auxiliary training file (FILE or FILE:PRESET) for every variant."),
+    ] = None,
+    offsets: Annotated[
+        bool,
+        typer.Option(
+            "--offsets",
+            help="Also score each variant with the macro-F1 decision rule, cross-fitted on validation.",
+        ),
+    ] = False,
 ) -> None:
-    """Switch each technique of a preset off in turn, over seeds: the study's impact table."""
+    """Switch each technique of a preset off in turn (or levers on), over seeds: the impact table."""
     from medsent.ablate import applicable, run_ablation
     from medsent.config import build_config, load_yaml, model_preset_layer
     from medsent.models.registry import get_model_spec
@@ -577,7 +596,22 @@ def ablate(
         return
     _setup_logging()
     chosen = [t.strip() for t in techniques.split(",") if t.strip()] if techniques else None
-    run_ablation(layers, data, val_data, out, chosen, seeds, keep_runs)
+    if chosen == ["none"]:
+        chosen = []
+    extra: dict[str, dict[str, Any]] = {}
+    for item in variant or []:
+        name, sep, sets = item.partition(":")
+        if not sep or not name.strip() or not sets.strip():
+            raise ConfigError(f"--variant expects NAME:KEY=VALUE[,KEY=VALUE], got '{item}'")
+        extra[name.strip()] = _parse_sets([s for s in sets.split(",") if s.strip()])
+    if chosen == [] and not extra:
+        raise ConfigError("--techniques none needs at least one --variant")
+    from medsent.api import aux_sources
+
+    run_ablation(
+        layers, data, val_data, out, chosen, seeds, keep_runs, extra=extra, aux=aux_sources(aux_data or []),
+        offsets=offsets,
+    )  # fmt: skip
     typer.echo((out / "ablation.md").read_text(encoding="utf-8"))
     typer.echo(f"report: {out / 'report.html'}")
 
@@ -646,6 +680,78 @@ def serve(
     run_server(
         run_dir, host, port, workers, Limits(max_text_chars=max_text_chars, max_batch=max_batch), threads
     )
+
+
+@app.command()
+def pretrain(
+    data: Annotated[
+        list[Path] | None, typer.Option("--data", help="Review file(s) to read (repeatable); labels unused.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Encoder folder to write (Hugging Face format).")
+    ] = None,
+    held_out: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--held-out",
+            help="Validation/test file(s): refused as --data, and their reviews removed from the corpus.",
+        ),
+    ] = None,
+    pretrained: Annotated[
+        str | None,
+        typer.Option("--pretrained", help="Encoder to continue: minilm, mpnet, a folder, a hub id."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Passes over the corpus.")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Reviews per step.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="32, bf16, fp16 or auto.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML with pretrain fields.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a field, e.g. --set accumulate=4.")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue a killed pretraining run (its --out folder).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
+) -> None:
+    """Domain-adaptive pretraining: continue the encoder's masked-LM training on review text."""
+    from pydantic import ValidationError
+
+    from medsent.config import PretrainConfig, deep_update, format_validation_error, load_yaml
+    from medsent.neural.pretrain import pretrain as run_pretrain
+    from medsent.neural.pretrain import resume_info
+
+    _setup_logging()
+    if resume is not None:
+        info = resume_info(resume)
+        cfg = PretrainConfig.model_validate(info["config"])
+        files, held, target = [Path(p) for p in info["files"]], [Path(p) for p in info["held_out"]], resume
+    else:
+        if not data or out is None:
+            raise ConfigError("give --data FILE (repeatable) and --out FOLDER, or --resume FOLDER")
+        layer: dict[str, Any] = load_yaml(config) if config is not None else {}
+        flags = {"pretrained": pretrained, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size,
+                 "lr": lr, "precision": precision}  # fmt: skip
+        layer = deep_update(layer, {k: v for k, v in flags.items() if v is not None})
+        layer = deep_update(layer, _parse_sets(set_ or []))
+        try:
+            cfg = PretrainConfig.model_validate(layer)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid pretrain config: {format_validation_error(exc)}") from None
+        files, held, target = list(data), list(held_out or []), out
+    summary = run_pretrain(files, target, cfg, held, resume=resume is not None, overwrite=overwrite)
+    last = summary["history"][-1] if summary["history"] else {}
+    typer.echo(
+        f"pretrained {cfg.pretrained} on {summary['train_reviews']:,} reviews: {summary['steps']} steps, "
+        f"{summary['seconds']:.0f} s ({summary['reviews_per_s']:.1f} reviews/s)"
+        + (
+            f", held-out MLM loss {last['val_mlm_loss']:.3f} (perplexity {last['val_perplexity']:.1f})"
+            if last
+            else ""
+        )
+    )
+    typer.echo(f"encoder: {target} (medsent train --model transformer --pretrained {target})")
 
 
 @app.command()

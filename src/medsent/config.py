@@ -347,6 +347,29 @@ class RunConfig(_Strict):
     targets: TargetsConfig = Field(default_factory=TargetsConfig)
 
 
+class PretrainConfig(_Strict):
+    """Domain-adaptive pretraining: continued masked-LM training of an encoder on review text."""
+
+    pretrained: str = "minilm"
+    text_col: str = "review"
+    max_length: int = Field(default=256, ge=16, le=8192)
+    mlm_probability: float = Field(default=0.15, gt=0.0, lt=1.0)
+    epochs: int = Field(default=1, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    accumulate: int = Field(default=1, ge=1)
+    lr: float = Field(default=5e-5, gt=0.0)
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    warmup_ratio: float = Field(default=0.06, ge=0.0, lt=1.0)
+    precision: Literal["auto", "32", "bf16", "fp16"] = "auto"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    holdout_frac: float = Field(default=0.02, ge=0.0, lt=0.5)
+    checkpoint_every_n_steps: int = Field(default=200, ge=1)
+    num_threads: int | None = Field(default=None, ge=1)
+    progress_bar: bool = True
+    seed: int = 13
+
+
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESET_VERSIONS = ("v1", "v2")
 

@@ -4,6 +4,7 @@ validation macro-F1, best/last checkpoints, resume, DDP, per-epoch history and p
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import time
@@ -509,6 +510,15 @@ class NeuralFitter:
         from medsent.neural.targets import check_targets, target_matrix, target_specs
 
         train_targets = val_targets = None
+        if not cfg.targets.active and (splits.train["label"] < 0).any():
+            # Rows with auxiliary ratings only feed auxiliary heads; without any they teach nothing.
+            log.info(
+                "no auxiliary targets: %d rows without a class label left out",
+                int((splits.train["label"] < 0).sum()),
+            )
+            splits = dataclasses.replace(
+                splits, train=splits.train[splits.train["label"] >= 0].reset_index(drop=True)
+            )
         if cfg.targets.active:
             check_targets(cfg, splits.train, splits.val)
             specs = target_specs(cfg)
