@@ -523,6 +523,11 @@ class NeuralFitter:
             check_targets(cfg, splits.train, splits.val)
             specs = target_specs(cfg)
             train_targets, val_targets = target_matrix(splits.train, specs), target_matrix(splits.val, specs)
+            useful = (splits.train["label"] >= 0).to_numpy() | (train_targets >= 0).any(axis=1)
+            if not useful.all():  # e.g. effectiveness-only rows when no effectiveness head is on
+                log.info("%d rows carry no label for any head; left out", int((~useful).sum()))
+                splits = dataclasses.replace(splits, train=splits.train[useful].reset_index(drop=True))
+                train_targets = train_targets[useful]
         try:
             fit = fit_neural(
                 cfg,
