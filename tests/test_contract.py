@@ -66,17 +66,23 @@ def _ensemble(members: dict[str, Path], out: Path) -> None:
     build_ensemble([members["svm"], members["textcnn"]], out)
 
 
+def _cascade(members: dict[str, Path], out: Path) -> None:
+    from medsent.cascade import build_cascade
+
+    build_cascade(members["textcnn"], members["svm"], members["val"], out)
+
+
 # Every run kind that is made from other runs, with how the contract makes one.
-MADE_FROM_RUNS = {"ensemble": _ensemble}
+MADE_FROM_RUNS = {"ensemble": _ensemble, "cascade": _cascade}
 
 
 @pytest.mark.parametrize("kind", sorted(k for k, s in RUN_KINDS.items() if not s.trainable))
 def test_run_kinds_made_from_runs_load_through_their_registry_loader(
-    kind: str, svm_run: Path, textcnn_run: Path, tmp_path: Path
+    kind: str, svm_run: Path, textcnn_run: Path, val_csv: Path, tmp_path: Path
 ) -> None:
     assert kind in MADE_FROM_RUNS, f"add a builder for run kind '{kind}' to the contract suite"
     out = tmp_path / kind
-    MADE_FROM_RUNS[kind]({"svm": svm_run, "textcnn": textcnn_run}, out)
+    MADE_FROM_RUNS[kind]({"svm": svm_run, "textcnn": textcnn_run, "val": val_csv}, out)
     predictor = Predictor(out)
     assert predictor.kind.name == kind and predictor.model_name == kind
     proba = predictor.predict_proba(PROBES)
@@ -94,5 +100,7 @@ def test_an_unknown_run_kind_is_a_one_line_error(svm_run: Path, tmp_path: Path) 
     shutil.copytree(svm_run, run)
     meta = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**meta, "model": "gpt9"}))
-    with pytest.raises(RunError, match="run kind 'gpt9' is unknown to this version; known: bilstm, ensemble"):
+    with pytest.raises(
+        RunError, match="run kind 'gpt9' is unknown to this version; known: bilstm, cascade, ensemble"
+    ):
         Predictor(run)

@@ -243,8 +243,23 @@ def resume_training(run: PathLike) -> TrainResult:
         val_path=Path(info["val"]) if info.get("val") else None,
         test_path=Path(info["test"]) if info.get("test") else None,
         resume=True,
-        aux=[AuxSource(Path(a["path"]), dict(a.get("layer") or {})) for a in info.get("aux") or []],
+        aux=[
+            AuxSource(Path(a["path"]), dict(a.get("layer") or {}), bool(a.get("unlabeled")))
+            for a in info.get("aux") or []
+        ],
+        prepare=resume_prepare(info),
+        resume_extra={k: info[k] for k in ("distill",) if k in info},
     )
+
+
+def resume_prepare(info: dict[str, Any]) -> Any:
+    """The preparation step a killed run needs again (a distillation's teacher probabilities)."""
+    if "distill" not in info:
+        return None
+    from medsent.distill import teacher_prepare
+    from medsent.predict import Predictor
+
+    return teacher_prepare(Predictor(Path(info["distill"]["teacher"])), info["distill"]["batch_rows"])
 
 
 def resume(run: PathLike) -> Path:
@@ -282,6 +297,9 @@ def evaluate(
     proba = predictor.predict_proba(labeled.frame["text"].tolist())
     y = labeled.frame["label"].to_numpy()
     metrics = compute_metrics(y, proba, predictor.offsets)
+    routing = getattr(predictor.model, "last_share_to_slow", None)
+    if routing is not None:  # a cascade: how many of these reviews the slow model answered
+        metrics["share_to_slow"] = float(routing)
     metrics["tiers"] = tier_table(y, proba, predictor.config.tiers, predictor.offsets)
     if predictor.offsets is not None:
         metrics["decision_offsets"] = dict(zip(predictor.labels, map(float, predictor.offsets), strict=True))

@@ -352,6 +352,8 @@ def evaluate(
     else:
         typer.echo(metrics_markdown(metrics, f"{run_dir} on {data}"))
         typer.echo("\nConfidence tiers:\n\n" + tiers_markdown(metrics["tiers"], model.config.tiers))
+        if "share_to_slow" in metrics:
+            typer.echo(f"\ncascade: the slow run answered {metrics['share_to_slow']:.1%} of these reviews")
 
 
 @app.command()
@@ -680,6 +682,92 @@ def serve(
     run_server(
         run_dir, host, port, workers, Limits(max_text_chars=max_text_chars, max_batch=max_batch), threads
     )
+
+
+@app.command()
+def cascade(
+    fast: Annotated[Path, typer.Argument(help="Fast run (answers where it is confident).")],
+    slow: Annotated[Path, typer.Argument(help="Slow run (answers the rest).")],
+    data: Annotated[Path, typer.Option("--data", help="Validation file the threshold is fitted on.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder for the cascade.")],
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", help="Macro-F1 the cascade may lose against the slow run.")
+    ] = 0.005,
+    preset: PresetOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
+) -> None:
+    """Combine a fast and a slow run: the slow one only sees the reviews the fast one is unsure of."""
+    from medsent.cascade import build_cascade
+
+    spec = build_cascade(
+        fast, slow, data, out, tolerance, _data_layer(preset, None, None, None, False), overwrite
+    )
+    typer.echo(
+        f"cascade saved to {out}: threshold {spec['threshold']:.3f}; on {data.name} the fast run answers "
+        f"{spec['val_share_fast']:.1%} of reviews; macro-F1 cascade {spec['val_macro_f1_cascade']:.4f}, "
+        f"slow {spec['val_macro_f1_slow']:.4f}, fast {spec['val_macro_f1_fast']:.4f}"
+    )
+
+
+@app.command()
+def distill(
+    teacher: Annotated[Path, typer.Argument(help="Teacher run folder (any run, ensembles included).")],
+    student: Annotated[str, typer.Option("--student", help="Word model to train: textcnn or bilstm.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled training file.")],
+    val_data: Annotated[Path, typer.Option("--val-data", help="Validation file (early stopping).")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder for the student.")],
+    unlabeled: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--unlabeled", help="Review file(s) without labels for the teacher to label; repeatable."
+        ),
+    ] = None,
+    test_data: Annotated[Path | None, typer.Option("--test-data", help="Test file, scored once.")] = None,
+    preset: PresetOpt = None,
+    preset_config: Annotated[
+        str | None, typer.Option("--preset-config", help="The student's preset: v1, v2 (default).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="Softening temperature T (distill.temperature).")
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", help="Weight of the gold-label loss (distill.alpha).")
+    ] = None,
+    max_epochs: Annotated[int | None, typer.Option("--max-epochs", help="Epoch limit.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config field.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
+) -> None:
+    """Train a fast word model on a teacher run's calibrated probabilities (knowledge distillation)."""
+    from medsent.distill import distill as run_distill
+
+    _setup_logging()
+    layer: dict[str, Any] = {}
+    if temperature is not None or alpha is not None:
+        layer["distill"] = {
+            k: v for k, v in (("temperature", temperature), ("alpha", alpha)) if v is not None
+        }
+    if max_epochs is not None:
+        layer["trainer"] = {"max_epochs": max_epochs}
+    if seed is not None:
+        layer["seed"] = seed
+    result = run_distill(
+        teacher,
+        student,
+        data,
+        val_data,
+        out,
+        unlabeled=unlabeled or [],
+        test_data=test_data,
+        preset=preset,
+        preset_config=preset_config,
+        config=config,
+        overrides=_parse_sets(set_ or []),
+        layers=[layer],
+        overwrite=overwrite,
+    )
+    _print_result(result)
 
 
 @app.command()

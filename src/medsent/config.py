@@ -304,6 +304,17 @@ class TargetsConfig(_Strict):
         return self.main != "class" or any(w > 0 for w in self.aux.values())
 
 
+class DistillConfig(_Strict):
+    """Knowledge distillation (``medsent distill``): the student learns the teacher's softened,
+    calibrated probabilities (KL at ``temperature``) plus cross-entropy on gold labels where they exist
+    (weight ``alpha``). ``teacher`` is recorded by medsent distill; None means plain training."""
+
+    teacher: str | None = None
+    temperature: float = Field(default=2.0, gt=0.0, le=20.0)
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    teacher_batch_rows: int = Field(default=2048, ge=1)
+
+
 LOGGER_NAMES = ("csv", "tensorboard", "mlflow")
 
 
@@ -345,6 +356,7 @@ class RunConfig(_Strict):
     tiers: TierConfig = Field(default_factory=TierConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     targets: TargetsConfig = Field(default_factory=TargetsConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
 
 
 class PretrainConfig(_Strict):

@@ -276,7 +276,11 @@ def create_app(
         """How well requests are being batched (rows per forward pass)."""
         batcher = state["batcher"]
         mean = batcher.rows / batcher.batches if batcher.batches else 0.0
-        return {"batches": batcher.batches, "rows": batcher.rows, "mean_batch_rows": mean}
+        out: dict[str, Any] = {"batches": batcher.batches, "rows": batcher.rows, "mean_batch_rows": mean}
+        routing = getattr(state["predictor"].model, "routing_stats", None)
+        if routing is not None:  # a cascade: the share of reviews the slow model answered
+            out["routing"] = routing()
+        return out
 
     @app.get("/v1/model")
     def model() -> dict[str, Any]:

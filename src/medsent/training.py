@@ -6,7 +6,7 @@ import logging
 import platform
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ import pandas as pd
 
 from medsent._version import __version__
 from medsent.config import DataConfig, RunConfig
-from medsent.data.dataset import LabeledData, Splits, load_labeled, make_splits
+from medsent.data.dataset import LabeledData, Splits, load_labeled, load_unlabeled, make_splits
 from medsent.evaluation.metrics import compute_metrics, metrics_markdown
 from medsent.labels import LABELS
 from medsent.models.registry import get_model_spec
@@ -41,17 +41,30 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class AuxSource:
-    """An auxiliary training file and its column layer over the run's data config (e.g. a preset)."""
+    """An extra training file and its column layer over the run's data config (e.g. a preset).
+
+    ``unlabeled``: only its text is read (reviews for a teacher to label, ``medsent distill``);
+    otherwise its rows carry auxiliary ratings and maybe labels (``--aux-data``).
+    """
 
     path: Path
     layer: dict[str, Any]
+    unlabeled: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path), "layer": self.layer, "unlabeled": self.unlabeled}
 
 
 def load_aux(source: AuxSource, cfg: RunConfig) -> LabeledData:
     data_cfg = (
         DataConfig.model_validate({**cfg.data.model_dump(), **source.layer}) if source.layer else cfg.data
     )
+    if source.unlabeled:
+        return load_unlabeled(source.path, data_cfg, cfg.clean)
     return load_labeled(source.path, data_cfg, cfg.clean, require_label=False)
+
+
+Prepare = Callable[[Splits, Path], tuple[Splits, dict[str, Any]]]
 
 
 def work_dir_for(out: Path) -> Path:
@@ -138,11 +151,15 @@ def train_run(
     overwrite: bool = False,
     resume: bool = False,
     aux: Sequence[AuxSource] = (),
+    prepare: Prepare | None = None,
+    resume_extra: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train, then score validation and (once) test, and commit the run folder atomically.
 
-    ``aux``: extra training files whose rows may lack the class label (auxiliary ratings only);
-    they join the training set after the leakage guard.
+    ``aux``: extra training files whose rows may lack the class label (auxiliary ratings only, or
+    unlabelled text); they join the training set after the leakage guard. ``prepare(splits, work)``
+    may add columns to the splits before fitting (e.g. a teacher's probabilities) and returns what
+    the manifest should record about it; ``resume_extra`` is kept for ``--resume``.
     """
     spec = get_model_spec(cfg.model)
     fitter = spec.fitter()
@@ -162,6 +179,10 @@ def train_run(
         aux=pd.concat([d.frame for d in aux_data], ignore_index=True) if aux_data else None,
     )
     log.info("splits: %s", splits.sizes())
+    prepared: dict[str, Any] = {}
+    if prepare is not None:
+        work.mkdir(parents=True, exist_ok=True)
+        splits, prepared = prepare(splits, work)
     if not rank_zero:
         # DDP worker: train alongside rank 0, which alone writes the run folder.
         fitter.fit(cfg, splits, work / "rank-scratch", work, resume, [])  # rank 0 logs
@@ -182,8 +203,9 @@ def train_run(
                     "train": str(train_path),
                     "val": str(val_path) if val_path else None,
                     "test": str(test_path) if test_path else None,
-                    "aux": [{"path": str(a.path), "layer": a.layer} for a in aux],
+                    "aux": [a.describe() for a in aux],
                     "out": str(out),
+                    **(resume_extra or {}),
                 },
             )
         start = time.perf_counter()
@@ -195,7 +217,7 @@ def train_run(
         )
         parts: dict[str, LabeledData | None] = {"train": train_data, "val": val_data, "test": test_data}
         parts.update({f"aux_{i}": d for i, d in enumerate(aux_data)})
-        manifest = _manifest(parts, splits)
+        manifest = {**_manifest(parts, splits), **prepared}
         write_json(writer.path / "manifest.json", manifest)
         # Score through the same loader that predict/evaluate use, so the saved artifact is what is measured.
         write_json(writer.path / "run.json", {"model": cfg.model, "family": spec.family})

@@ -195,6 +195,30 @@ def load_labeled(
     return LabeledData(frame=cleaned, report=report, source=source)
 
 
+def load_unlabeled(path: str | Path, data: DataConfig, clean: CleanConfig) -> LabeledData:
+    """Text only (label -1): reviews a teacher labels for distillation. Cleaned like training data."""
+    raw = read_table(path, strict=data.strict)
+    col = next((c for c in (data.text_col, "review", "text") if c in raw.frame.columns), None)
+    if col is None:
+        raise DataError(f"{raw.path.name}: no text column '{data.text_col}' ({_columns_hint(raw.frame)})")
+    report = CleaningReport()
+    text = raw.frame[col]
+    keep = text.map(lambda v: isinstance(v, str)).to_numpy()
+    report.add("rows read", len(text), len(text))
+    report.add("drop missing text", len(text), int(keep.sum()))
+    frame = pd.DataFrame({"text": text[keep].astype(str).to_numpy(), "label": -1})
+    cleaned = clean_frame(frame, clean, report)
+    if cleaned.empty:
+        raise DataError(f"{raw.path.name}: no reviews left after cleaning ({len(raw.frame)} read)")
+    source = {
+        "path": str(raw.path),
+        "sha256": raw.sha256,
+        "rows_raw": len(raw.frame),
+        "rows_clean": len(cleaned),
+    }
+    return LabeledData(frame=cleaned, report=report, source=source)
+
+
 @dataclass
 class Splits:
     train: pd.DataFrame

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from medsent.config import RunConfig
 
-Family = Literal["sklearn", "neural", "transformer", "ensemble"]
+Family = Literal["sklearn", "neural", "transformer", "ensemble", "cascade"]
 
 
 class Fitter(Protocol):
@@ -150,6 +150,14 @@ RUN_KINDS: dict[str, ModelSpec] = {
         False,
         "soft or hard vote of saved runs (built by `medsent ensemble`)",
         loader="medsent.ensemble:load_run",
+        trainable=False,
+    ),
+    "cascade": ModelSpec(
+        "cascade",
+        "cascade",
+        False,
+        "fast run where it is confident, slow run elsewhere (built by `medsent cascade`)",
+        loader="medsent.cascade:load_run",
         trainable=False,
     ),
 }

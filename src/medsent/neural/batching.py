@@ -25,7 +25,7 @@ class PadCollator:
         self.static = static
 
     def __call__(self, items: list[tuple[Any, ...]]) -> dict[str, torch.Tensor]:
-        """Items are (ids, label) or (ids, label, extra target levels)."""
+        """Items are (ids, label) or (ids, label, {"targets": levels, "soft": teacher probabilities})."""
         longest = max(len(item[0]) for item in items)
         width = max(self.buckets[bucket_of(longest, self.buckets)], longest) if self.static else longest
         input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
@@ -39,5 +39,7 @@ class PadCollator:
             "labels": torch.as_tensor([item[1] for item in items], dtype=torch.long),
         }
         if len(items[0]) > 2:
-            batch["targets"] = torch.as_tensor(np.stack([item[2] for item in items]), dtype=torch.long)
+            for key, dtype in (("targets", torch.long), ("soft", torch.float32)):
+                if key in items[0][2]:
+                    batch[key] = torch.as_tensor(np.stack([item[2][key] for item in items]), dtype=dtype)
         return batch

@@ -23,21 +23,33 @@ class EncodedDataset(Dataset[tuple[Any, ...]]):
     """Token ids, the class label (-1: none) and, optionally, a row of extra target levels."""
 
     def __init__(
-        self, ids: Sequence[list[int]], labels: Sequence[int] | None = None, targets: np.ndarray | None = None
+        self,
+        ids: Sequence[list[int]],
+        labels: Sequence[int] | None = None,
+        targets: np.ndarray | None = None,
+        soft: np.ndarray | None = None,
     ) -> None:
+        """``targets``: rows x extra target levels (-1 missing); ``soft``: rows x classes of teacher
+        probabilities for distillation."""
         self.ids = list(ids)
         self.labels = list(labels) if labels is not None else [-1] * len(self.ids)
         self.targets = (
             None if targets is None or targets.shape[1] == 0 else np.asarray(targets, dtype=np.int64)
         )
+        self.soft = None if soft is None else np.asarray(soft, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int) -> tuple[Any, ...]:
-        if self.targets is None:
+        extras: dict[str, np.ndarray] = {}
+        if self.targets is not None:
+            extras["targets"] = self.targets[i]
+        if self.soft is not None:
+            extras["soft"] = self.soft[i]
+        if not extras:
             return self.ids[i], self.labels[i]
-        return self.ids[i], self.labels[i], self.targets[i]
+        return self.ids[i], self.labels[i], extras
 
 
 class BucketBatchSampler(Sampler[list[int]]):

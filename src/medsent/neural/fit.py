@@ -25,7 +25,7 @@ from medsent.errors import ConfigError
 from medsent.models.registry import get_model_spec
 from medsent.neural.data import EncodedDataset, ReviewDataModule
 from medsent.neural.infer import WEIGHTS, text_view
-from medsent.neural.losses import build_loss
+from medsent.neural.losses import DistillLoss, build_loss
 from medsent.neural.module import SentimentModule
 from medsent.neural.schedulers import check_scheduler_name
 from medsent.neural.targets import TaskNet, base_of, build_task_loss, save_task_heads, wrap_for_targets
@@ -34,6 +34,8 @@ from medsent.neural.vocab import PAD_ID, WordVocab
 log = logging.getLogger(__name__)
 
 RESUME_CKPT = "last.ckpt"
+# The teacher's probabilities that medsent.distill adds to the training split.
+SOFT_COLUMNS = ("teacher_negative", "teacher_neutral", "teacher_positive")
 HISTORY_FIELDS = [
     "epoch",
     "train_loss",
@@ -353,6 +355,7 @@ def fit_neural(
     loggers: list[Any] | None = None,
     train_targets: np.ndarray | None = None,
     val_targets: np.ndarray | None = None,
+    train_soft: np.ndarray | None = None,
 ) -> NeuralFit:
     """Train with early stopping and return the best epoch's weights (not the last epoch's)."""
     validate_neural_config(cfg)
@@ -370,7 +373,7 @@ def fit_neural(
         raise ConfigError(f"model '{cfg.model}' is not trained by the neural engine")
     model = prep.model
     dm = ReviewDataModule(
-        EncodedDataset(prep.train_ids, train_labels.tolist(), train_targets),
+        EncodedDataset(prep.train_ids, train_labels.tolist(), train_targets, train_soft),
         EncodedDataset(prep.val_ids, val_labels.tolist(), val_targets),
         prep.buckets,
         prep.pad_id,
@@ -389,7 +392,9 @@ def fit_neural(
         tc.monitor,
         cfg.seed,
         param_groups_fn=prep.param_groups_fn,
-        task_loss=build_task_loss(cfg, class_loss, labelled),
+        task_loss=build_task_loss(cfg, class_loss, labelled)
+        if train_soft is None
+        else DistillLoss(class_loss, cfg.distill.temperature, cfg.distill.alpha),
     )
     mode = "max" if tc.monitor.endswith("f1") else "min"
     ckpt_dir = ckpt_dir_for(work_dir)
@@ -510,7 +515,12 @@ class NeuralFitter:
         from medsent.neural.targets import check_targets, target_matrix, target_specs
 
         train_targets = val_targets = None
-        if not cfg.targets.active and (splits.train["label"] < 0).any():
+        soft = None
+        if cfg.distill.teacher is not None:
+            if cfg.targets.active:
+                raise ConfigError("distillation and extra targets (targets.*) cannot be combined yet")
+            soft = splits.train[list(SOFT_COLUMNS)].to_numpy(dtype=np.float32)
+        elif not cfg.targets.active and (splits.train["label"] < 0).any():
             # Rows with auxiliary ratings only feed auxiliary heads; without any they teach nothing.
             log.info(
                 "no auxiliary targets: %d rows without a class label left out",
@@ -540,6 +550,7 @@ class NeuralFitter:
                 loggers=loggers,
                 train_targets=train_targets,
                 val_targets=val_targets,
+                train_soft=soft,
             )
         except NonFiniteLossError as exc:
             raise TrainingError(f"{exc}; last good checkpoint kept in {work / 'checkpoints'}") from None

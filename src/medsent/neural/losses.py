@@ -104,3 +104,32 @@ def build_loss(cfg: LossConfig, train_labels: np.ndarray) -> nn.Module:
     if cfg.name not in LOSSES:
         raise ConfigError(f"unknown loss '{cfg.name}'; known: {', '.join(sorted(LOSSES))}")
     return LOSSES[cfg.name](cfg, train_labels)
+
+
+class DistillLoss(nn.Module):
+    """Knowledge distillation (Hinton et al., 2015): ``alpha`` x the class loss on gold labels (rows
+    that have one) + (1 - alpha) x T^2 x KL(teacher_T || student_T) on every row with teacher
+    probabilities; a batch without gold labels is all KL. The teacher's calibrated probabilities are
+    softened by dividing their logs by T. Validation batches carry no teacher probabilities and
+    score the class loss alone."""
+
+    def __init__(self, class_loss: nn.Module, temperature: float, alpha: float) -> None:
+        super().__init__()
+        self.class_loss, self.temperature, self.alpha = class_loss, temperature, alpha
+
+    def batch_loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(batch["input_ids"], batch["attention_mask"])
+        labels = batch["labels"]
+        has = labels >= 0
+        soft = batch.get("soft")
+        gold = self.class_loss(logits[has], labels[has]) if bool(has.any()) else logits.sum() * 0.0
+        if soft is None:
+            return gold, logits
+        t = self.temperature
+        teacher = F.softmax(torch.log(soft.float().clamp(min=1e-8)) / t, dim=-1)
+        student = F.log_softmax(logits.float() / t, dim=-1)
+        kl = F.kl_div(student, teacher, reduction="batchmean") * t * t
+        weight = self.alpha if bool(has.any()) else 0.0
+        return weight * gold + (1 - weight) * kl, logits

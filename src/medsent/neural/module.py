@@ -50,7 +50,9 @@ class SentimentModule(L.LightningModule):
         param_groups_fn: Any = None,
         task_loss: nn.Module | None = None,
     ) -> None:
-        """``task_loss``: a TaskLoss for a TaskNet model (extra targets); it replaces ``loss``."""
+        """``task_loss``: a loss over the whole batch that replaces ``loss`` (TaskLoss for a TaskNet's
+        extra targets, DistillLoss for a teacher's soft targets): ``task_loss.batch_loss(model,
+        batch)`` gives (loss, 3-class logits)."""
         super().__init__()
         self.model: nn.Module = model
         self.loss_fn: nn.Module = loss
@@ -88,12 +90,9 @@ class SentimentModule(L.LightningModule):
         if self.task_loss is None:
             logits = self(batch["input_ids"], batch["attention_mask"])
             return self.loss_fn(logits, batch["labels"]), logits
-        model: Any = self.model
-        outputs = model.forward_tasks(batch["input_ids"], batch["attention_mask"])
-        targets = batch.get("targets")
-        if targets is None:
-            targets = torch.full((len(batch["labels"]), 0), -1, device=batch["labels"].device)
-        return self.task_loss(outputs, batch["labels"], targets), outputs["class"]
+        batch_loss: Any = self.task_loss
+        loss, logits = batch_loss.batch_loss(self.model, batch)
+        return loss, logits
 
     def _update(self, metrics: nn.ModuleDict, logits: torch.Tensor, labels: torch.Tensor) -> None:
         if self.task_loss is not None:  # rows with auxiliary targets only carry no class label

@@ -216,6 +216,14 @@ class TaskLoss(nn.Module):
             return per_row.mean()
         return (per_row * weights).sum() / weights.sum().clamp(min=1e-12)
 
+    def batch_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, 3-class logits) of a TaskNet on a batch."""
+        outputs = model.forward_tasks(batch["input_ids"], batch["attention_mask"])
+        targets = batch.get("targets")
+        if targets is None:
+            targets = torch.full((len(batch["labels"]), 0), -1, device=batch["labels"].device)
+        return self(outputs, batch["labels"], targets), outputs["class"]
+
     def forward(
         self, outputs: dict[str, torch.Tensor], labels: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
