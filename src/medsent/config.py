@@ -250,6 +250,16 @@ class TrainerConfig(_Strict):
     num_threads: int | None = Field(default=None, ge=1)
     limit_train_batches: float | int | None = None
     progress_bar: bool = True
+    # GPU levers (the CPU path ignores them). cuda_buckets: the static padded lengths on CUDA,
+    # replacing the model's own (few shapes: each new one costs kernel/attention plans on first use);
+    # device_data: "device" keeps the padded training set on the accelerator ("auto": with CUDA);
+    # compile: torch.compile the network; progress_refresh: steps between progress-bar updates (each
+    # reads the loss from the GPU; None: 1 on a CPU, 50 on a GPU).
+    cuda_buckets: tuple[int, ...] | None = None
+    device_data: Literal["auto", "device", "host"] = "auto"
+    compile: bool = False
+    progress_refresh: int | None = Field(default=None, ge=1)
+    log_every_n_steps: int = Field(default=50, ge=1)
 
 
 class TierConfig(_Strict):

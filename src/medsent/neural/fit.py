@@ -60,10 +60,22 @@ HISTORY_FIELDS = [
 ]
 
 
+def on_cuda(accelerator: str) -> bool:
+    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+
+
 def static_shapes(pad_to: str, accelerator: str) -> bool:
     if pad_to == "auto":
-        return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+        return on_cuda(accelerator)
     return pad_to == "bucket"
+
+
+def shape_buckets(model_buckets: Sequence[int], tc: Any, max_len: int) -> list[int]:
+    """The padded lengths batches use: the model's buckets, or trainer.cuda_buckets on a GPU
+    (capped by the longest input, which must still fit the last bucket)."""
+    if tc.cuda_buckets and on_cuda(tc.accelerator):
+        return sorted({min(int(b), max_len) for b in tc.cuda_buckets} | {max_len})
+    return list(model_buckets)
 
 
 def ckpt_dir_for(work_dir: Path) -> Path:
@@ -372,16 +384,22 @@ def fit_neural(
     else:
         raise ConfigError(f"model '{cfg.model}' is not trained by the neural engine")
     model = prep.model
+    cuda = on_cuda(tc.accelerator)
+    longest = max((len(x) for x in [*prep.train_ids, *prep.val_ids]), default=1)
+    buckets = shape_buckets(prep.buckets, tc, max(max(prep.buckets), longest))
     dm = ReviewDataModule(
         EncodedDataset(prep.train_ids, train_labels.tolist(), train_targets, train_soft),
         EncodedDataset(prep.val_ids, val_labels.tolist(), val_targets),
-        prep.buckets,
+        buckets,
         prep.pad_id,
         tc.batch_size,
         tc.eval_batch_size,
         cfg.seed,
         static_shapes=static_shapes(tc.pad_to, tc.accelerator),
+        device_data=tc.device_data == "device" or (tc.device_data == "auto" and cuda),
     )
+    if tc.compile:
+        model = compile_network(model)
     labelled = train_labels[train_labels >= 0]
     class_loss = build_loss(cfg.loss, labelled)
     module = SentimentModule(
@@ -411,6 +429,11 @@ def fit_neural(
     if not resume and history_path.exists():
         history_path.unlink()
     callbacks: list[Callback] = [EpochHistory(history_path), checkpoint, *prep.callbacks]
+    if tc.progress_bar:
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        # Each refresh reads the loss off the device; on a GPU that is a sync every refresh.
+        callbacks.append(TQDMProgressBar(refresh_rate=tc.progress_refresh or (50 if cuda else 1)))
     if tc.early_stopping:
         stopper = EarlyStopping(
             monitor=tc.monitor,
@@ -434,6 +457,7 @@ def fit_neural(
         callbacks=callbacks,
         logger=loggers or False,
         enable_progress_bar=tc.progress_bar,
+        log_every_n_steps=tc.log_every_n_steps,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,
@@ -481,6 +505,14 @@ def fit_neural(
     }
     model.eval()
     return NeuralFit(model=model.cpu(), save_model=prep.save_model, summary=summary, history=history)
+
+
+def compile_network(model: torch.nn.Module) -> torch.nn.Module:
+    """torch.compile the network's forward in place (weights and state-dict keys stay the same, so
+    checkpoints and saved runs are unchanged); static bucket shapes keep recompilations few."""
+    compiled: Any = torch.compile(model.forward, dynamic=False)
+    model.forward = compiled
+    return model
 
 
 def save_neural(fit: NeuralFit, model_dir: Path) -> None:
