@@ -134,3 +134,100 @@ def test_concurrent_requests_share_one_forward_pass(svm_run: Path) -> None:
     results, batcher = asyncio.run(scenario())
     assert [r[0] for r in results] == predictor.predict(texts)  # each caller gets its own row back
     assert batcher.rows == 10 and batcher.batches < 10
+
+
+class Server:
+    """A real `medsent serve` process on a free port, stopped (SIGTERM) when the test ends."""
+
+    def __init__(self, run: Path, *args: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "medsent.cli", "serve", str(run), "--port", str(self.port), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).json()["status"] == "ok":
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.proc.poll() is None and time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.2)
+
+    def stop(self) -> bool:
+        """SIGTERM; True when the server shut down cleanly (uvicorn re-raises the signal once it has
+        drained, so the exit status is -SIGTERM; no traceback either way)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in err
+
+
+def test_openapi_contract_holds_under_schemathesis(svm_run: Path, tmp_path: Path) -> None:
+    """`schemathesis run --checks all` against the real server: every declared limit, error body and
+    status is what the server does (413 counts as a rejection: tests/schemathesis.toml)."""
+    exe = Path(sys.executable).with_name("schemathesis")
+    server = Server(svm_run, "--max-text-chars", "800", "--max-batch", "8")
+    try:
+        spec = httpx.get(f"{server.url}/openapi.json").json()
+        text = spec["components"]["schemas"]["PredictRequest"]["properties"]["text"]
+        assert text["maxLength"] == 800 and text["minLength"] == 1
+        assert {"413", "422", "503"} <= set(spec["paths"]["/v1/predict"]["post"]["responses"])
+        run = subprocess.run(
+            [str(exe), "--config-file", str(Path(__file__).with_name("schemathesis.toml")), "run",
+             f"{server.url}/openapi.json", "--checks", "all", "--max-examples", "40", "--seed", "7",
+             "--no-color"],
+            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert "No issues found" in run.stdout
+        r = httpx.request("TRACE", f"{server.url}/v1/predict")
+        assert r.status_code == 405 and "POST" in r.headers["allow"]
+    finally:
+        server.stop()
+
+
+def _long_batch(n: int) -> dict[str, object]:
+    text = "I took this for my back pain and it helped at first but later the nausea came back. " * 20
+    return {"texts": [f"{i} {text}" for i in range(n)], "return_probabilities": False}
+
+
+def test_a_full_queue_answers_503_with_retry_after_at_once(svm_run: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = Server(svm_run, "--max-batch", "32", "--max-queue", "32")
+    try:
+        with httpx.Client(timeout=60) as client, ThreadPoolExecutor(16) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: client.post(f"{server.url}/v1/predict/batch", json=_long_batch(32)), range(16)
+                )
+            )
+        codes = [r.status_code for r in answers]
+        assert set(codes) <= {200, 503} and 200 in codes and 503 in codes, codes
+        shed = [r for r in answers if r.status_code == 503]
+        assert all(int(r.headers["retry-after"]) >= 1 and r.json()["error"] == "overloaded" for r in shed)
+        stats = httpx.get(f"{server.url}/v1/stats").json()
+        assert stats["shed_requests"] == len(shed) and stats["queued_rows"] == 0
+    finally:
+        assert server.stop()
+
+
+def test_sigterm_answers_the_requests_in_flight_then_exits(svm_run: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = Server(svm_run, "--max-batch", "64", "--max-queue", "1000")
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(8) as pool:
+        futures = [
+            pool.submit(client.post, f"{server.url}/v1/predict/batch", json=_long_batch(64)) for _ in range(8)
+        ]
+        time.sleep(0.4)  # all eight are sent and queued behind each other
+        server.proc.send_signal(signal.SIGTERM)
+        answers = [f.result() for f in futures]
+    assert [r.status_code for r in answers] == [200] * 8
+    assert all(len(r.json()["predictions"]) == 64 for r in answers)
+    assert server.stop()

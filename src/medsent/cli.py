@@ -669,6 +669,12 @@ def serve(
     max_batch: Annotated[
         int, typer.Option("--max-batch", help="Most texts per batch request (413 beyond).")
     ] = 256,
+    max_queue: Annotated[
+        int,
+        typer.Option(
+            "--max-queue", help="Most texts waiting for the model; beyond, 503 with Retry-After at once."
+        ),
+    ] = 512,
 ) -> None:
     """Serve predictions over HTTP: POST /v1/predict, /v1/predict/batch; GET /health, /v1/model."""
     from medsent.serve import Limits
@@ -676,11 +682,16 @@ def serve(
 
     if workers < 1 or not 0 < port < 65536:
         raise ConfigError("--workers must be >= 1 and --port within 1-65535")
-    if max_text_chars < 1 or max_batch < 1:
-        raise ConfigError("--max-text-chars and --max-batch must be positive")
+    if max_text_chars < 1 or max_batch < 1 or max_queue < 1:
+        raise ConfigError("--max-text-chars, --max-batch and --max-queue must be positive")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
     run_server(
-        run_dir, host, port, workers, Limits(max_text_chars=max_text_chars, max_batch=max_batch), threads
+        run_dir,
+        host,
+        port,
+        workers,
+        Limits(max_text_chars=max_text_chars, max_batch=max_batch, max_queue=max_queue),
+        threads,
     )
 
 

@@ -41,11 +41,16 @@ INFER_BATCH_ENV = "MEDSENT_INFER_BATCH"
 DEFAULT_INFER_BATCH = 64
 DEFAULT_MAX_CHARS = 20_000
 DEFAULT_MAX_BATCH = 256
+DEFAULT_MAX_QUEUE = 512
+MAX_QUEUE_ENV = "MEDSENT_MAX_QUEUE"
+GRACE_S = 30
 
 
 class Limits(BaseModel):
     max_text_chars: int = Field(default=DEFAULT_MAX_CHARS, ge=1)
     max_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1)
+    # Texts waiting for or in the model; past it requests get 503 + Retry-After at once.
+    max_queue: int = Field(default=DEFAULT_MAX_QUEUE, ge=1)
 
     @property
     def max_body_bytes(self) -> int:
@@ -57,35 +62,65 @@ class Limits(BaseModel):
         return cls(
             max_text_chars=int(os.environ.get(MAX_CHARS_ENV, DEFAULT_MAX_CHARS)),
             max_batch=int(os.environ.get(MAX_BATCH_ENV, DEFAULT_MAX_BATCH)),
+            max_queue=int(os.environ.get(MAX_QUEUE_ENV, DEFAULT_MAX_QUEUE)),
         )
 
 
-def _non_blank(value: str) -> str:
+def _usable(value: str, where: str = "text") -> str:
+    """Non-blank text; lone surrogates (valid JSON escapes, not Unicode) become U+FFFD."""
     if not value.strip():
-        raise ValueError("text is empty")
-    return value
+        raise ValueError(f"{where} is empty")
+    return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
 
 
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    text: StrictStr
-    return_probabilities: StrictBool = True
-
-    _check = field_validator("text")(_non_blank)
+def _text_schema(limits: Limits) -> dict[str, Any]:
+    """What a text must be, stated in the OpenAPI schema: at least one non-space character, at most
+    the server's limit (longer texts are answered 413, blank ones 422)."""
+    return {"minLength": 1, "maxLength": limits.max_text_chars, "pattern": r"\S"}
 
 
-class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    texts: list[StrictStr] = Field(min_length=1)
-    return_probabilities: StrictBool = True
+def request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The two request bodies with this server's limits in their schema."""
+    text_schema = _text_schema(limits)
 
-    @field_validator("texts")
-    @classmethod
-    def _each_non_blank(cls, value: list[str]) -> list[str]:
-        for i, text in enumerate(value):
-            if not text.strip():
-                raise ValueError(f"texts[{i}] is empty")
-        return value
+    class PredictRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        text: StrictStr = Field(json_schema_extra=text_schema)
+        return_probabilities: StrictBool = True
+
+        @field_validator("text")
+        @classmethod
+        def _check(cls, value: str) -> str:
+            return _usable(value)
+
+    class BatchRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        texts: list[StrictStr] = Field(
+            min_length=1,
+            json_schema_extra={"maxItems": limits.max_batch, "items": {"type": "string", **text_schema}},
+        )
+        return_probabilities: StrictBool = True
+
+        @field_validator("texts")
+        @classmethod
+        def _each_usable(cls, value: list[str]) -> list[str]:
+            return [_usable(text, f"texts[{i}]") for i, text in enumerate(value)]
+
+    return PredictRequest, BatchRequest
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a short reason and the details (a message or validation errors)."""
+
+    error: str
+    detail: Any = None
+
+
+class Overloaded(Exception):
+    """The inference queue is full: answered 503 with Retry-After at once, never queued."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
 
 
 class Prediction(BaseModel):
@@ -100,21 +135,37 @@ class BatchResponse(BaseModel):
 
 
 class MicroBatcher:
-    """Adaptive batching: the first waiting request starts a batch, everything queued behind it joins."""
+    """Adaptive batching: the first waiting request starts a batch, everything queued behind it joins.
 
-    def __init__(self, predictor: Predictor, max_rows: int = 64) -> None:
+    The queue is bounded by ``max_queue_rows`` texts (waiting plus in the model): a request that
+    would go over is refused at once (``Overloaded``: 503 with Retry-After), so the requests that
+    are accepted wait at most about max_queue_rows rows of model time.
+    """
+
+    def __init__(self, predictor: Predictor, max_rows: int = 64, max_queue_rows: int = 256) -> None:
         self.predictor = predictor
         self.max_rows = max_rows
+        self.max_queue_rows = max_queue_rows
         self.queue: asyncio.Queue[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]] = asyncio.Queue()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medsent-infer")
         self.task: asyncio.Task[None] | None = None
         self.batches = 0
         self.rows = 0
+        self.pending = 0  # texts accepted and not yet answered
+        self.shed = 0  # requests refused with 503
+        self.seconds_per_row = 0.01  # running estimate, for Retry-After
+
+    def retry_after(self) -> int:
+        return max(1, int(self.pending * self.seconds_per_row + 0.999))
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 30.0) -> None:
+        """Answer what was accepted (up to ``drain_seconds``), then stop the inference thread."""
+        deadline = time.monotonic() + drain_seconds
+        while self.pending and time.monotonic() < deadline and self.task is not None and not self.task.done():
+            await asyncio.sleep(0.01)
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,9 +173,16 @@ class MicroBatcher:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        if self.pending + len(texts) > self.max_queue_rows and self.pending > 0:
+            self.shed += 1
+            raise Overloaded(self.retry_after())
+        self.pending += len(texts)
         future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, future))
-        return await future
+        try:
+            await self.queue.put((texts, future))
+            return await future
+        finally:
+            self.pending -= len(texts)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -139,8 +197,11 @@ class MicroBatcher:
             flat = [t for texts, _ in items for t in texts]
             if not flat:
                 continue
+            started = time.perf_counter()
             try:
                 out = await loop.run_in_executor(self.executor, self.predictor.predict, flat)
+                took = (time.perf_counter() - started) / len(flat)
+                self.seconds_per_row = 0.8 * self.seconds_per_row + 0.2 * took
             except Exception as exc:  # handed to each waiting request, which answers 500
                 for _, fut in items:
                     if not fut.done():
@@ -220,7 +281,11 @@ def create_app(
         # between onnxruntime and PyTorch loads its torch weights here, not on a user's request).
         predictor.predict(["warm-up review"])
         predictor.predict(["warm-up review"] * 32)
-        batcher = MicroBatcher(predictor, int(os.environ.get(INFER_BATCH_ENV, DEFAULT_INFER_BATCH)))
+        batcher = MicroBatcher(
+            predictor,
+            int(os.environ.get(INFER_BATCH_ENV, DEFAULT_INFER_BATCH)),
+            max(limits.max_queue, limits.max_batch),  # one full batch request always fits
+        )
         batcher.start()
         state.update(predictor=predictor, batcher=batcher, info=model_info(predictor))
         log.info("loaded %s (%s) in %.2f s", run_dir, predictor.backend, time.perf_counter() - start)
@@ -248,7 +313,15 @@ def create_app(
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # a body that is not JSON text (bad bytes): malformed input, like the rest
             return _error(422, "invalid request", str(exc.detail))
-        return _error(exc.status_code, str(exc.detail).lower(), str(exc.detail))
+        response = _error(exc.status_code, str(exc.detail).lower(), str(exc.detail))
+        response.headers.update(exc.headers or {})  # 405 keeps its Allow header
+        return response
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        response = _error(503, "overloaded", f"the inference queue is full; retry in {exc.retry_after} s")
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, exc: TooLarge) -> JSONResponse:
@@ -276,7 +349,14 @@ def create_app(
         """How well requests are being batched (rows per forward pass)."""
         batcher = state["batcher"]
         mean = batcher.rows / batcher.batches if batcher.batches else 0.0
-        out: dict[str, Any] = {"batches": batcher.batches, "rows": batcher.rows, "mean_batch_rows": mean}
+        out: dict[str, Any] = {
+            "batches": batcher.batches,
+            "rows": batcher.rows,
+            "mean_batch_rows": mean,
+            "queued_rows": batcher.pending,
+            "max_queue_rows": batcher.max_queue_rows,
+            "shed_requests": batcher.shed,
+        }
         routing = getattr(state["predictor"].model, "routing_stats", None)
         if routing is not None:  # a cascade: the share of reviews the slow model answered
             out["routing"] = routing()
@@ -286,20 +366,39 @@ def create_app(
     def model() -> dict[str, Any]:
         return dict(state["info"])
 
-    @app.post("/v1/predict", response_model=Prediction, response_model_exclude_none=True)
-    async def predict(req: PredictRequest) -> Prediction:
+    PredictRequest, BatchRequest = request_models(limits)
+    errors: dict[int | str, dict[str, Any]] = {
+        413: {"model": ErrorBody, "description": "a text or the batch is over the limits in the schema"},
+        422: {"model": ErrorBody, "description": "malformed request: not JSON, wrong fields, blank text"},
+        503: {
+            "model": ErrorBody,
+            "description": "the inference queue is full; nothing was queued",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+        },
+    }
+
+    async def predict(req: Any) -> Prediction:
         check_length([req.text])
         rows = await state["batcher"].predict([req.text])
         return _shape(rows[0], req.return_probabilities)
 
-    @app.post("/v1/predict/batch", response_model=BatchResponse, response_model_exclude_none=True)
-    async def predict_batch(req: BatchRequest) -> BatchResponse:
+    async def predict_batch(req: Any) -> BatchResponse:
         if len(req.texts) > limits.max_batch:
             raise TooLarge(f"{len(req.texts)} texts; the limit is {limits.max_batch} per request")
         check_length(req.texts)
         rows = await state["batcher"].predict(req.texts)
         return BatchResponse(predictions=[_shape(r, req.return_probabilities) for r in rows])
 
+    # The request models carry this server's limits, so they are made here; FastAPI reads the
+    # parameter annotation, which must be the class itself rather than its name.
+    predict.__annotations__.update(req=PredictRequest)
+    predict_batch.__annotations__.update(req=BatchRequest)
+    app.post("/v1/predict", response_model=Prediction, response_model_exclude_none=True, responses=errors)(
+        predict
+    )
+    app.post(
+        "/v1/predict/batch", response_model=BatchResponse, response_model_exclude_none=True, responses=errors
+    )(predict_batch)
     return app
 
 
@@ -318,6 +417,7 @@ def serve(run_dir: Path, host: str, port: int, workers: int, limits: Limits, thr
     os.environ[RUN_ENV] = str(run_dir.resolve())
     os.environ[MAX_CHARS_ENV] = str(limits.max_text_chars)
     os.environ[MAX_BATCH_ENV] = str(limits.max_batch)
+    os.environ[MAX_QUEUE_ENV] = str(limits.max_queue)
     if threads:
         os.environ[THREADS_ENV] = str(threads)
     log.warning(
@@ -331,7 +431,15 @@ def serve(run_dir: Path, host: str, port: int, workers: int, limits: Limits, thr
     )
     if workers == 1:
         app = create_app(run_dir, limits, predictor)
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        # SIGTERM: stop accepting, answer the requests in flight (up to the grace period), then exit.
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=GRACE_S,
+        )
         return
     del predictor  # each worker process loads its own copy
     uvicorn.run(
@@ -342,4 +450,5 @@ def serve(run_dir: Path, host: str, port: int, workers: int, limits: Limits, thr
         workers=workers,
         log_level="warning",
         access_log=False,
+        timeout_graceful_shutdown=GRACE_S,
     )
