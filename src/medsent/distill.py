@@ -24,20 +24,11 @@ import numpy as np
 from medsent.data.dataset import Splits
 from medsent.errors import ConfigError
 from medsent.predict import Predictor
+from medsent.runs import run_id
 
 log = logging.getLogger(__name__)
 
 SOFT_COLUMNS = ("teacher_negative", "teacher_neutral", "teacher_positive")  # read by neural.fit
-
-
-def run_id(run_dir: Path) -> str:
-    """A content id for a run: the sha256 of its files' hashes (any change to weights or
-    calibration changes it)."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(run_dir)).encode())
-        h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()[:16]
 
 
 def teacher_probabilities(

@@ -138,3 +138,16 @@ def load_config(run_dir: Path) -> RunConfig:
         return RunConfig.model_validate(read_json(run_dir / "config.json"))
     except ValidationError as exc:
         raise RunError(f"{run_dir / 'config.json'} is invalid: {format_validation_error(exc)}") from None
+
+
+def run_id(run_dir: Path) -> str:
+    """A content id for a run: the sha256 of its files' hashes (any change to weights or
+    calibration changes it)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(run_dir)).encode())
+        with path.open("rb") as fh:
+            h.update(hashlib.file_digest(fh, "sha256").digest())
+    return h.hexdigest()[:16]
