@@ -40,10 +40,11 @@ def build_file(rows: int, folder: Path) -> Path:
     return path
 
 
-def run_once(run_dir: Path, src: Path, dst: Path) -> tuple[float, float]:
-    """Seconds and the child's peak RSS in MiB (RUSAGE_CHILDREN: the largest child so far)."""
+def run_once(run_dir: Path, src: Path, dst: Path, workers: str) -> tuple[float, float]:
+    """Seconds and the peak RSS in MiB of the largest process (RUSAGE_CHILDREN covers the command
+    and, through it, its worker processes: the largest single process, not their sum)."""
     cmd = [sys.executable, "-c", "from medsent.cli import main; main()", "predict", str(run_dir),
-           "--input", str(src), "--output", str(dst)]  # fmt: skip
+           "--input", str(src), "--output", str(dst), "--workers", workers]  # fmt: skip
     env = {**os.environ, "TQDM_DISABLE": "1"}
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -57,38 +58,41 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--rows", nargs="+", type=int, default=[100_000, 1_000_000])
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--workers", nargs="+", default=["1", "2"], help="worker processes to compare")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="medsent-batch-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
-    print("| run | backend | rows | seconds | reviews/s | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| run | backend | workers | rows | seconds | reviews/s | peak RSS MiB (largest process) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for run in args.runs:
         from medsent.predict import Predictor
 
         backend = Predictor(run).backend
-        for rows in sorted(args.rows):
-            src = build_file(rows, work)
-            dst = work / f"pred_{run.name}_{rows}.csv"
-            # A fresh interpreter per measurement, so RUSAGE_CHILDREN's max is this run's own peak.
-            out = subprocess.run(
-                [sys.executable, __file__, "--_child", str(run), str(src), str(dst)],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            seconds, peak = map(float, out.stdout.split())
-            n = len(pd.read_csv(dst, usecols=["row_id"]))
-            print(
-                f"| {run.name} | {backend} | {rows:,} | {seconds:.1f} | {rows / seconds:,.0f} | {peak:,.0f} |",
-                flush=True,
-            )
-            if n != rows:
-                raise SystemExit(f"expected {rows} predictions, found {n}")
-            dst.unlink()
+        for workers in args.workers:
+            for rows in sorted(args.rows):
+                src = build_file(rows, work)
+                dst = work / f"pred_{run.name}_{rows}.csv"
+                # A fresh interpreter per measurement, so RUSAGE_CHILDREN's max is this run's own peak.
+                out = subprocess.run(
+                    [sys.executable, __file__, "--_child", str(run), str(src), str(dst), workers],
+                    check=True, capture_output=True, text=True,
+                )  # fmt: skip
+                seconds, peak = map(float, out.stdout.split())
+                n = len(pd.read_csv(dst, usecols=["row_id"]))
+                print(
+                    f"| {run.name} | {backend} | {workers} | {rows:,} | {seconds:.1f} | {rows / seconds:,.0f} "
+                    f"| {peak:,.0f} |",
+                    flush=True,
+                )
+                if n != rows:
+                    raise SystemExit(f"expected {rows} predictions, found {n}")
+                dst.unlink()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--_child":
-        s, p = run_once(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--_child":
+        s, p = run_once(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5])
         print(s, p)
     else:
         main()

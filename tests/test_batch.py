@@ -134,3 +134,29 @@ def test_dask_engine_scores_shards_like_the_local_path(
     assert cli(
         "predict", svm_run, "--input", f"{shards}/*.parquet", "--output", tmp_path / "o2", "--engine", "dask"
     ).one_line_error("s9.parquet: no text column")
+
+
+def test_fast_paths_predict_what_the_plain_models_predict(
+    svm_run: Path, textcnn_run: Path, big_csv: Path
+) -> None:
+    """The n-gram counters (SVM) and the lookup TextCNN give today's predictions on 3,000 reviews."""
+    from medsent.data.clean import normalize_text
+    from medsent.neural.infer import predict_logits, softmax, text_view
+
+    texts = pd.read_csv(big_csv, keep_default_na=False)["review"].tolist()
+    texts = [t for t in texts if t.strip()]
+    svm = Predictor(svm_run)
+    cleaned = [normalize_text(t, svm.config.clean) for t in texts]
+    model = svm.model
+    views = model._views(cleaned)  # type: ignore[attr-defined]
+    import scipy.sparse as sp
+
+    plain = sp.hstack([model.vectorizers[b].transform(views[b]) for b in views], format="csr")  # type: ignore[attr-defined]
+    assert (plain != model._features(cleaned)).nnz == 0  # type: ignore[attr-defined]
+    cnn = Predictor(textcnn_run, use_onnx=False)
+    clf = cnn.model
+    ids = clf.vocab.encode(text_view([normalize_text(t, cnn.config.clean) for t in texts], cnn.config))  # type: ignore[attr-defined]
+    conv = softmax(predict_logits(clf.model, ids, cnn.config.vocab.buckets, 256))  # type: ignore[attr-defined]
+    fast = cnn.predict_proba(texts)
+    assert clf._fast  # type: ignore[attr-defined]  # the lookup form did the work
+    assert (fast.argmax(axis=1) == conv.argmax(axis=1)).all() and np.abs(fast - conv).max() < 1e-5

@@ -51,3 +51,29 @@ def test_bilstm_weight_drop_is_active_only_in_training_and_trains() -> None:
     model(ids, mask).sum().backward()
     assert model.forward_lstms[0].weight_hh_l0.grad is not None
     assert sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules()) == 4
+
+
+def test_textcnn_lookup_form_is_the_same_function() -> None:
+    """The table-lookup inference form equals the convolutional TextCNN in eval mode."""
+    import torch
+
+    from medsent.config import TextCNNConfig
+    from medsent.models.textcnn import TextCNN, TextCNNLookup
+
+    torch.manual_seed(0)
+    for batch_norm in (True, False):
+        model = TextCNN(200, TextCNNConfig(embed_dim=16, num_filters=6, batch_norm=batch_norm)).eval()
+        if batch_norm:  # non-trivial running statistics, as after training
+            for norm in model.norms:
+                norm.running_mean.uniform_(-1, 1)
+                norm.running_var.uniform_(0.5, 2)
+        fast = model.inference_form()
+        assert isinstance(fast, TextCNNLookup)
+        ids = torch.randint(1, 200, (7, 23))
+        ids[2, 3:] = 0  # padded rows, and one shorter than the widest kernel
+        ids[5, 2:] = 0
+        mask = ids != 0
+        with torch.inference_mode():
+            assert torch.allclose(model(ids, mask), fast(ids, mask), atol=1e-5)
+            short = ids[:, :3]
+            assert torch.allclose(model(short, short != 0), fast(short, short != 0), atol=1e-5)

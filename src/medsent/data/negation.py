@@ -72,25 +72,44 @@ def _is_cue(token: str) -> bool:
     return bare in NEGATION_CUES or (bare.endswith("nt") and token.lower().endswith(("n't", "n’t")))
 
 
+_ENDS, _CUE, _WORD = 0, 1, 2
+_KINDS: dict[str, int] = {}  # token -> what it does to a scope; reviews repeat their words endlessly
+
+
+def _kind(tok: str) -> int:
+    kind = _KINDS.get(tok)
+    if kind is None:
+        if tok in _BOUNDARY or tok.lower() in CLAUSE_BREAKERS:
+            kind = _ENDS
+        else:
+            kind = _CUE if _is_cue(tok) else _WORD
+        if len(_KINDS) < 1_000_000:
+            _KINDS[tok] = kind
+    return kind
+
+
 def tag_tokens(tokens: Iterable[str]) -> list[str]:
     """Prefix tokens in a negation scope with NEG_; punctuation is kept as a boundary token."""
     out: list[str] = []
+    append = out.append
     in_scope = False
+    kinds = _KINDS
     for tok in tokens:
-        if tok in _BOUNDARY or tok.lower() in CLAUSE_BREAKERS:
-            in_scope = False
-            out.append(tok)
-        elif _is_cue(tok):
-            in_scope = True
-            out.append(tok)
+        kind = kinds.get(tok)
+        if kind is None:
+            kind = _kind(tok)
+        if kind == _WORD:
+            append(NEG_PREFIX + tok if in_scope else tok)
         else:
-            out.append(NEG_PREFIX + tok if in_scope else tok)
+            in_scope = kind == _CUE
+            append(tok)
     return out
 
 
 def negation_tag(text: str, lowercase: bool = True) -> str:
     """Tokenize, tag and re-join with spaces; punctuation tokens are dropped from the output."""
-    return " ".join(t for t in tag_tokens(tokenize(text, lowercase)) if t not in _BOUNDARY)
+    boundary = _BOUNDARY
+    return " ".join([t for t in tag_tokens(tokenize(text, lowercase)) if t not in boundary])
 
 
 def model_text(text: str, negation: bool, lowercase: bool = True) -> str:

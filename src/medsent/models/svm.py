@@ -79,6 +79,7 @@ class SvmClassifier:
         self.seed = seed
         self.vectorizers: dict[str, TfidfVectorizer] = {}
         self.weights: dict[str, np.ndarray] = {}
+        self._counters: dict[str, Any] = {}
 
     def _views(self, texts: Sequence[str]) -> dict[str, list[str]]:
         views = {"word": [model_text(t, self.negation, self.lowercase) for t in texts]}
@@ -86,9 +87,18 @@ class SvmClassifier:
             views["char"] = [t.lower() if self.lowercase else t for t in texts]
         return views
 
+    def _counter(self, branch: str) -> Any:
+        """The fast counter for a fitted branch (same matrix as the vectorizer's transform)."""
+        from medsent.models.ngrams import CharWbCounter, WordNgramCounter
+
+        if branch not in self._counters:
+            cls = CharWbCounter if branch == "char" else WordNgramCounter
+            self._counters[branch] = cls(self.vectorizers[branch])
+        return self._counters[branch]
+
     def _features(self, texts: Sequence[str]) -> sp.csr_matrix:
         views = self._views(texts)
-        return sp.hstack([self.vectorizers[b].transform(views[b]) for b in views], format="csr")
+        return sp.hstack([self._counter(b).transform(views[b]) for b in views], format="csr")
 
     def fit(self, texts: Sequence[str], labels: np.ndarray) -> SvmClassifier:
         y = np.asarray(labels, dtype=int)
@@ -112,6 +122,7 @@ class SvmClassifier:
                     f"svm.min_df={self.cfg.min_df} reviews; add data or lower svm.min_df"
                 ) from None
             self.vectorizers[branch] = vec
+        self._counters.clear()
         x = sp.hstack(blocks, format="csr")
         svc = LinearSVC(
             C=self.cfg.C, class_weight=self.cfg.class_weight, random_state=self.seed, max_iter=5000

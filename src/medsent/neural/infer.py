@@ -104,13 +104,33 @@ def batch_size_for(model: Any, rows: int, default: int) -> int:
     return default
 
 
-class NeuralClassifier:
-    """A trained word-level network rebuilt from its run folder alone."""
+FAST_MIN_ROWS = 8  # below this a batch goes to self.model (onnxruntime where exported)
+FAST_BATCH = 64
 
-    def __init__(self, model: Any, vocab: WordVocab, cfg: RunConfig) -> None:
+
+class NeuralClassifier:
+    """A trained word-level network rebuilt from its run folder alone.
+
+    Batches of files and servers go through the model's ``inference_form`` where it has one (the
+    TextCNN's table-lookup form: the same function, ~8x faster on a CPU); single reviews and models
+    without one through the network as loaded (or its onnxruntime graph).
+    """
+
+    def __init__(self, model: Any, vocab: WordVocab, cfg: RunConfig, load_torch: Any = None) -> None:
         self.model = model.eval()
         self.vocab = vocab
         self.cfg = cfg
+        self._load_torch = load_torch
+        self._fast: Any = None
+
+    def _fast_net(self) -> Any:
+        if self._fast is None:
+            net = self.model if isinstance(self.model, torch.nn.Module) else None
+            if net is None and self._load_torch is not None:
+                net = self._load_torch().eval()
+            form = getattr(net, "inference_form", None)
+            self._fast = (form() if callable(form) else None) or False
+        return self._fast or None
 
     @classmethod
     def load(
@@ -141,10 +161,16 @@ class NeuralClassifier:
                 )
             return model
 
-        return cls(_route(onnx_file, load_torch, ort_max_rows), vocab, cfg)
+        return cls(_route(onnx_file, load_torch, ort_max_rows), vocab, cfg, load_torch)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         ids = self.vocab.encode(text_view(texts, self.cfg))
+        fast = self._fast_net() if len(ids) >= FAST_MIN_ROWS else None
+        if fast is not None:
+            # Batches of 64 keep the gathered (batch x length x filters) blocks in the L2 cache:
+            # 11K reviews/s on one core against 8K at 256.
+            size = min(self.cfg.trainer.eval_batch_size, FAST_BATCH)
+            return softmax(predict_logits(fast, ids, self.cfg.vocab.buckets, size))
         size = batch_size_for(self.model, len(ids), self.cfg.trainer.eval_batch_size)
         return softmax(predict_logits(self.model, ids, self.cfg.vocab.buckets, size))
 

@@ -23,6 +23,10 @@ class WordVocab:
         self.max_len = max_len
         if tokenizer.token_to_id(PAD) != PAD_ID or tokenizer.token_to_id(UNK) != UNK_ID:
             raise RunError("word vocabulary must have <pad>=0 and <unk>=1")
+        # The texts are already tokens joined by single spaces (model_text), which is all the
+        # tokenizer's WhitespaceSplit + WordLevel does; a dict lookup gives the same ids 10x faster
+        # than building Encoding objects.
+        self._ids: dict[str, int] = tokenizer.get_vocab()
 
     @classmethod
     def build(cls, texts: Sequence[str], cfg: VocabConfig) -> WordVocab:
@@ -43,11 +47,8 @@ class WordVocab:
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids, cut at max_len; an empty text becomes one <unk> so every row has a token."""
-        out = []
-        for enc in self.tokenizer.encode_batch(list(texts), add_special_tokens=False):
-            ids = enc.ids[: self.max_len]
-            out.append(ids if ids else [UNK_ID])
-        return out
+        get, cut = self._ids.get, self.max_len
+        return [[get(t, UNK_ID) for t in text.split()[:cut]] or [UNK_ID] for text in texts]
 
     def coverage(self, texts: Sequence[str]) -> float:
         """Share of running tokens that are in the vocabulary (the study's 50K vocab: 96.8%)."""
