@@ -41,12 +41,16 @@ def test_small_batches_go_to_onnxruntime_large_ones_to_pytorch(
     net = predictor.model.model
     assert predictor.backend == "onnxruntime (<= 2 rows)+native" and net._torch is None
     texts = ["Worked well.", "Terrible rash.", "It is fine.", "No change at all."] * 5
-    predictor.predict_proba(texts[:16])
+    predictor.predict_proba(texts[:2])
     assert net._torch is None  # a few reviews never load the torch weights
-    routed = predictor.predict_proba(texts)
-    assert net._torch is not None
+    routed = predictor.predict_proba(texts[:4])  # above the cut-off, below the lookup form's batches
+    assert net._torch is not None and predictor.model._fast is None
+    big = predictor.predict_proba(texts)  # files and servers' batches: the TextCNN's lookup form
+    assert predictor.model._fast
     monkeypatch.setenv("MEDSENT_ONNX", "0")
-    assert np.allclose(routed, Predictor(run).predict_proba(texts), atol=1e-6)
+    native = Predictor(run)
+    assert np.allclose(routed, native.predict_proba(texts[:4]), atol=1e-6)
+    assert np.allclose(big, native.predict_proba(texts), atol=1e-5)
 
 
 def test_a_graph_that_points_at_external_files_is_refused(textcnn_run: Path, tmp_path: Path) -> None:
