@@ -28,7 +28,7 @@ def test_export_refusals_and_corrupt_file(cli, svm_run: Path, textcnn_run: Path,
     assert cli("predict", run, "--text", "fine").one_line_error("cannot load")
 
 
-def test_small_batches_go_to_onnxruntime_large_ones_to_pytorch(
+def test_single_reviews_go_to_onnxruntime_batches_to_the_lookup_form(
     textcnn_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import numpy as np
@@ -41,15 +41,13 @@ def test_small_batches_go_to_onnxruntime_large_ones_to_pytorch(
     net = predictor.model.model
     assert predictor.backend == "onnxruntime (<= 2 rows)+native" and net._torch is None
     texts = ["Worked well.", "Terrible rash.", "It is fine.", "No change at all."] * 5
-    predictor.predict_proba(texts[:2])
-    assert net._torch is None  # a few reviews never load the torch weights
-    routed = predictor.predict_proba(texts[:4])  # above the cut-off, below the lookup form's batches
-    assert net._torch is not None and predictor.model._fast is None
-    big = predictor.predict_proba(texts)  # files and servers' batches: the TextCNN's lookup form
-    assert predictor.model._fast
+    small = predictor.predict_proba(texts[:4])  # one review at a time through onnxruntime
+    assert net._torch is None and predictor.model._fast is None  # no torch weights loaded for it
+    big = predictor.predict_proba(texts)  # files' and servers' batches: the TextCNN's lookup form
+    assert predictor.model._fast and net._torch is None
     monkeypatch.setenv("MEDSENT_ONNX", "0")
     native = Predictor(run)
-    assert np.allclose(routed, native.predict_proba(texts[:4]), atol=1e-6)
+    assert np.allclose(small, native.predict_proba(texts[:4]), atol=1e-6)
     assert np.allclose(big, native.predict_proba(texts), atol=1e-5)
 
 
