@@ -12,6 +12,7 @@ input a 422, always with a JSON body ``{"error": ..., "detail": ...}``. Lightnin
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -154,6 +155,7 @@ class MicroBatcher:
         self.pending = 0  # texts accepted and not yet answered
         self.shed = 0  # requests refused with 503
         self.seconds_per_row = 0.01  # running estimate, for Retry-After
+        self.latencies: collections.deque[float] = collections.deque(maxlen=100_000)  # accepted, s
 
     def retry_after(self) -> int:
         return max(1, int(self.pending * self.seconds_per_row + 0.999))
@@ -178,11 +180,23 @@ class MicroBatcher:
             raise Overloaded(self.retry_after())
         self.pending += len(texts)
         future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
         try:
             await self.queue.put((texts, future))
-            return await future
+            out = await future
+            self.latencies.append(time.perf_counter() - started)
+            return out
         finally:
             self.pending -= len(texts)
+
+    def latency_ms(self) -> dict[str, float]:
+        """Queue-plus-model time of the accepted requests (the last 100K): p50, p90, p99, max."""
+        if not self.latencies:
+            return {}
+        import numpy as np
+
+        ms = np.asarray(self.latencies) * 1000
+        return {f"p{q}": float(np.percentile(ms, q)) for q in (50, 90, 99)} | {"max": float(ms.max())}
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -214,6 +228,37 @@ class MicroBatcher:
                 if not fut.done():
                     fut.set_result(out[start : start + len(texts)])
                 start += len(texts)
+
+
+class Gate:
+    """Pure-ASGI front door, before any body is read or parsed: too large a body is a 413, and a
+    full queue a 503 with Retry-After. Refusing must cost almost nothing, or a flood of refused
+    requests starves the accepted ones of the interpreter (measured: 512 clients against a
+    128-text queue got 85 accepted req/s at p99 3.2 s when the refusal came after parsing)."""
+
+    def __init__(self, app: Any, limits: Limits, state: dict[str, Any]) -> None:
+        self.app, self.limits, self.state = app, limits, state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+            if length.isdigit() and int(length) > self.limits.max_body_bytes:
+                detail = f"body of {int(length)} bytes exceeds {self.limits.max_body_bytes}"
+                await _error(413, "payload too large", detail)(scope, receive, send)
+                return
+            batcher = self.state.get("batcher")
+            if (
+                batcher is not None
+                and scope["method"] == "POST"
+                and scope["path"].startswith("/v1/predict")
+                and batcher.pending >= batcher.max_queue_rows
+            ):
+                batcher.shed += 1
+                response = _error(503, "overloaded", "the inference queue is full; retry later")
+                response.headers["Retry-After"] = str(batcher.retry_after())
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class TooLarge(Exception):
@@ -295,12 +340,7 @@ def create_app(
 
     app = FastAPI(title="medsent", version=__version__, lifespan=lifespan)
 
-    @app.middleware("http")
-    async def cap_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limits.max_body_bytes:
-            return _error(413, "payload too large", f"body of {length} bytes exceeds {limits.max_body_bytes}")
-        return await call_next(request)
+    app.add_middleware(Gate, limits=limits, state=state)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -356,6 +396,7 @@ def create_app(
             "queued_rows": batcher.pending,
             "max_queue_rows": batcher.max_queue_rows,
             "shed_requests": batcher.shed,
+            "accepted_latency_ms": batcher.latency_ms(),
         }
         routing = getattr(state["predictor"].model, "routing_stats", None)
         if routing is not None:  # a cascade: the share of reviews the slow model answered
