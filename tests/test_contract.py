@@ -31,7 +31,12 @@ def test_registered_model_contract(
 ) -> None:
     trainer: dict[str, object] = {}
     if name == "transformer":  # one epoch, all cores: the encoder is the slow part of the suite
-        trainer = {"max_epochs": 1, "batch_size": 32, "num_threads": os.cpu_count() or 1}
+        trainer = {
+            "max_epochs": 1,
+            "batch_size": 32,
+            "num_threads": os.cpu_count() or 1,
+            "limit_train_batches": 4,
+        }
     cfg = build_config(
         {"model": name, "data": preset_layer("webmd"), "split": {"test_frac": 0}, **TINY},
         {"trainer": trainer},

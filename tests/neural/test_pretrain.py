@@ -60,7 +60,7 @@ def test_pretrained_encoder_is_a_folder_train_accepts(
 def test_a_killed_pretraining_resumes_from_its_last_checkpoint(train_csv: Path, tmp_path: Path) -> None:
     enc = tmp_path / "enc"
     argv = [sys.executable, "-m", "medsent.cli", "pretrain", "--data", str(train_csv), "--out", str(enc),
-            "--max-steps", "12", "--batch-size", "8", "--set", "max_length=48", "--set", "progress_bar=false",
+            "--max-steps", "8", "--batch-size", "4", "--set", "max_length=32", "--set", "progress_bar=false",
             "--set", "checkpoint_every_n_steps=2", "--set", "holdout_frac=0.05"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = work_dir_for(enc) / "checkpoints" / "last.ckpt"
@@ -79,4 +79,4 @@ def test_a_killed_pretraining_resumes_from_its_last_checkpoint(train_csv: Path, 
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads((enc / "pretrain.json").read_text())["steps"] == 12
+    assert json.loads((enc / "pretrain.json").read_text())["steps"] == 8
