@@ -80,7 +80,7 @@ def test_bad_distillations_are_one_line_and_write_nothing(
     )
     assert cli("distill", svm_run, "--student", "transformer", *common).one_line_error("must be a word model")
     notext = tmp_path / "notext.csv"
-    notext.write_text("body,stars\\nfine,3\\n")
+    notext.write_text("body,stars\nfine,3\n")
     assert cli("distill", svm_run, "--student", "textcnn", "--unlabeled", notext, *common).one_line_error(
         "no text column"
     )
