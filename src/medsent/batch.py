@@ -211,12 +211,18 @@ def _join_parts(folder: Path, dst: Path, fmt: str, count: int, src: Path) -> Non
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(run_dir: str, use_onnx: bool, threads: int) -> None:
+def worker_predictor(run_dir: str, use_onnx: bool = True, threads: int = 1) -> Predictor:
+    """A run loaded in a worker process whose parallelism comes from its siblings: each worker's
+    backends get ``threads`` threads, or N workers on N cores fight over N x N threads."""
     import torch
 
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    _WORKER["predictor"] = Predictor(run_dir, use_onnx=use_onnx)
+    return Predictor(run_dir, use_onnx=use_onnx)
+
+
+def _init_worker(run_dir: str, use_onnx: bool, threads: int) -> None:
+    _WORKER["predictor"] = worker_predictor(run_dir, use_onnx, threads)
 
 
 def _score_part(chunk: pd.DataFrame, text_col: str | None, path: str, fmt: str, first: bool) -> int:

@@ -23,12 +23,14 @@ _LOADED: dict[str, Any] = {}  # per worker process: run folder -> Predictor
 
 
 def _predictor(run_dir: str, run_key: str) -> Any:
-    from medsent.predict import Predictor
+    """The worker's copy of the run, with one backend thread per task as in ``--workers``
+    (workers are meant one per core: ``dask worker ... --nthreads 1``)."""
+    from medsent.batch import worker_predictor
 
     key = f"{run_dir}:{run_key}"
     if key not in _LOADED:
         _LOADED.clear()
-        _LOADED[key] = Predictor(run_dir)
+        _LOADED[key] = worker_predictor(run_dir)
     return _LOADED[key]
 
 
