@@ -83,6 +83,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_until_healthy(proc: subprocess.Popen, url: str) -> None:  # type: ignore[type-arg]
+    """Poll /health until the server answers ok; fail if it dies or takes over 90 s."""
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).json()["status"] == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "server did not come up"
+        time.sleep(0.2)
+
+
 def test_real_server_process_binds_localhost_without_lightning(svm_run: Path, tmp_path: Path) -> None:
     port = _free_port()
     code = (
@@ -93,15 +106,7 @@ def test_real_server_process_binds_localhost_without_lightning(svm_run: Path, tm
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()["status"] == "ok":
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.3)
+        _wait_until_healthy(proc, f"http://127.0.0.1:{port}")
         r = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json={"text": "Worked well for my migraines."})
         assert r.status_code == 200 and r.json()["prediction"] in ("Negative", "Neutral", "Positive")
     finally:
@@ -148,15 +153,7 @@ class Server:
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).json()["status"] == "ok":
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None and time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.2)
+        _wait_until_healthy(self.proc, self.url)
 
     def stop(self) -> bool:
         """SIGTERM; True when the server shut down cleanly (uvicorn re-raises the signal once it has
