@@ -145,9 +145,10 @@ def run_id(run_dir: Path) -> str:
     calibration changes it)."""
     import hashlib
 
+    from medsent.data.io import file_sha256
+
     h = hashlib.sha256()
     for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
         h.update(str(path.relative_to(run_dir)).encode())
-        with path.open("rb") as fh:
-            h.update(hashlib.file_digest(fh, "sha256").digest())
+        h.update(bytes.fromhex(file_sha256(path)))
     return h.hexdigest()[:16]

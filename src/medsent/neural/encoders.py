@@ -10,7 +10,6 @@ before the folder is renamed into place; missing or altered parts are a one-line
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -73,11 +72,9 @@ def mpnet_part_files() -> list[Path]:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from medsent.data.io import file_sha256
+
+    return file_sha256(path)
 
 
 STAMP = "medsent-assembled.json"
