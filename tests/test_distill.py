@@ -52,19 +52,28 @@ def test_student_trains_on_teacher_and_unlabelled_reviews(
     assert json.loads(cli("evaluate", out, "--data", val_csv, "--json").out)["n"] > 0
 
 
-def test_teacher_probabilities_are_cached_in_chunks(svm_run: Path, train_csv: Path, tmp_path: Path) -> None:
+def test_teacher_probabilities_are_cached_per_review(svm_run: Path, train_csv: Path, tmp_path: Path) -> None:
     teacher = Predictor(svm_run)
-    texts = pd.read_csv(train_csv)["review"].dropna().tolist()[:50]
+    texts = list(dict.fromkeys(pd.read_csv(train_csv)["review"].dropna().tolist()))[:50]
     folder = tmp_path / "cache"
     first = teacher_probabilities(teacher, texts, folder, batch_rows=16)
-    chunks = sorted(folder.glob("probs-*.npy"))
+    chunks = sorted(folder.glob("*/chunk-*.npz"))
     assert len(chunks) == 4 and np.allclose(first, teacher.predict_proba(texts), atol=1e-6)
     chunks[-1].unlink()  # as if killed before the last chunk
+    chunks[-2].write_bytes(chunks[-2].read_bytes()[:100])  # and one cut short
     stamp = chunks[0].stat().st_mtime_ns
     again = teacher_probabilities(teacher, texts, folder, batch_rows=16)
     assert np.allclose(first, again) and chunks[0].stat().st_mtime_ns == stamp  # not recomputed
-    other = teacher_probabilities(teacher, texts[:20], folder, batch_rows=16)  # other texts: new key
-    assert other.shape == (20, 3) and len(list(folder.glob("probs-*.npy"))) == 2
+    stored = [np.load(p)["keys"].shape[0] for p in folder.glob("*/chunk-*.npz")]
+    assert sum(stored) == 50 and len(stored) == 4  # the broken chunk replaced, nothing stored twice
+    # Another student (other row order, a subset, repeats) reuses every cached review.
+    order = [49, 3, 3, 17, 0]
+    before = sorted(p.name for p in folder.glob("*/chunk-*.npz"))
+    reused = teacher_probabilities(teacher, [texts[i] for i in order], folder, batch_rows=16)
+    assert (
+        np.allclose(reused, first[order]) and sorted(p.name for p in folder.glob("*/chunk-*.npz")) == before
+    )
+    assert teacher_probabilities(teacher, [], folder, batch_rows=16).shape == (0, 3)
 
 
 def test_bad_distillations_are_one_line_and_write_nothing(

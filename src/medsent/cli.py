@@ -785,6 +785,14 @@ def distill(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config field.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
+    teacher_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--teacher-cache",
+            help="Folder that keeps the teacher's probabilities per review across students (seeds, "
+            "T/alpha sweeps); default: the run's work folder, removed when the run is saved.",
+        ),
+    ] = None,
 ) -> None:
     """Train a fast word model on a teacher run's calibrated probabilities (knowledge distillation)."""
     from medsent.distill import distill as run_distill
@@ -813,6 +821,7 @@ def distill(
         overrides=_parse_sets(set_ or []),
         layers=[layer],
         overwrite=overwrite,
+        teacher_cache=teacher_cache,
     )
     _print_result(result)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,42 +31,64 @@ log = logging.getLogger(__name__)
 SOFT_COLUMNS = ("teacher_negative", "teacher_neutral", "teacher_positive")  # read by neural.fit
 
 
+def _text_keys(texts: Sequence[str]) -> np.ndarray:
+    """16-byte digests that identify each review text in the cache, whatever its row order."""
+    return np.array(
+        [np.frombuffer(hashlib.blake2b(t.encode(), digest_size=16).digest(), dtype=np.uint8) for t in texts],
+        dtype=np.uint8,
+    ).reshape(len(texts), 16)
+
+
 def teacher_probabilities(
     teacher: Predictor, texts: Sequence[str], folder: Path, batch_rows: int
 ) -> np.ndarray:
-    """The teacher's calibrated probabilities for ``texts``, computed in chunks of ``batch_rows``
-    and cached in ``folder`` (keyed by the teacher's content and the texts), so a rerun after a kill
-    picks up at the first missing chunk."""
+    """The teacher's calibrated probabilities for ``texts``, computed in chunks of ``batch_rows``.
+
+    Each finished chunk is saved under ``folder/<teacher run id>/`` with the digests of its texts, so
+    the cache is keyed by review, not by row order: a rerun after a kill computes only the missing
+    reviews, and students with other seeds, temperatures or extra unlabelled files that share
+    ``folder`` (``--teacher-cache``) reuse every review the teacher has already seen."""
     from tqdm.auto import tqdm
 
-    key = hashlib.sha256((run_id(teacher.run_dir) + "\x00" + "\x1e".join(texts)).encode()).hexdigest()
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = folder / "meta.json"
-    if not meta.exists() or json.loads(meta.read_text()).get("key") != key:
-        for old in folder.glob("probs-*.npy"):
-            old.unlink()
-        meta.write_text(json.dumps({"key": key, "rows": len(texts), "batch_rows": batch_rows}))
-    chunks = []
-    starts = range(0, len(texts), batch_rows)
+    store = folder / run_id(teacher.run_dir)
+    store.mkdir(parents=True, exist_ok=True)
+    keys = _text_keys(texts)
+    known: dict[bytes, np.ndarray] = {}
+    for path in sorted(store.glob("chunk-*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                known.update(zip((k.tobytes() for k in saved["keys"]), saved["probs"], strict=True))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # cut short by a kill
+            log.warning("teacher cache: %s was cut short; its reviews are computed again", path.name)
+            path.unlink(missing_ok=True)
+    missing: dict[bytes, str] = {}
+    for key, text in zip(keys, texts, strict=True):
+        if key.tobytes() not in known:
+            missing.setdefault(key.tobytes(), text)
+    todo = list(missing.items())
+    log.info("teacher probabilities: %d reviews to compute, the rest cached", len(todo))
+    starts = range(0, len(todo), batch_rows)
     for start in tqdm(starts, desc="teacher probabilities", unit="chunk", disable=None):
-        path = folder / f"probs-{start // batch_rows:06d}.npy"
-        if path.exists():
-            chunks.append(np.load(path, allow_pickle=False))
-            continue
-        proba = np.asarray(teacher.predict_proba(list(texts[start : start + batch_rows])), dtype=np.float32)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, proba, allow_pickle=False)
-        os.replace(tmp, path)
-        chunks.append(proba)
-    return np.concatenate(chunks) if chunks else np.zeros((0, 3), dtype=np.float32)
+        part = todo[start : start + batch_rows]
+        proba = np.asarray(teacher.predict_proba([t for _, t in part]), dtype=np.float32)
+        chunk_keys = np.frombuffer(b"".join(k for k, _ in part), dtype=np.uint8).reshape(len(part), 16)
+        name = hashlib.sha256(chunk_keys.tobytes()).hexdigest()[:24]
+        tmp = store / f".chunk-{name}.tmp.npz"
+        np.savez(tmp, keys=chunk_keys, probs=proba)
+        os.replace(tmp, store / f"chunk-{name}.npz")
+        known.update(zip((k for k, _ in part), proba, strict=True))
+    if not texts:
+        return np.zeros((0, 3), dtype=np.float32)
+    return np.stack([known[k.tobytes()] for k in keys]).astype(np.float32)
 
 
-def teacher_prepare(teacher: Predictor, batch_rows: int) -> Any:
-    """The training hook: the teacher's probabilities as columns of the training split."""
+def teacher_prepare(teacher: Predictor, batch_rows: int, cache: Path | None = None) -> Any:
+    """The training hook: the teacher's probabilities as columns of the training split (cached in
+    ``cache``, else in the run's work folder, which goes when the run is saved)."""
 
     def prepare(splits: Splits, work: Path) -> tuple[Splits, dict[str, Any]]:
         texts = splits.train["text"].tolist()
-        proba = teacher_probabilities(teacher, texts, work / "teacher", batch_rows)
+        proba = teacher_probabilities(teacher, texts, cache or work / "teacher", batch_rows)
         train = splits.train.copy()
         for j, col in enumerate(SOFT_COLUMNS):
             train[col] = proba[:, j]
@@ -116,6 +138,7 @@ def distill(
     overrides: Any = None,
     layers: Sequence[dict[str, Any]] = (),
     overwrite: bool = False,
+    teacher_cache: Path | None = None,
 ) -> Any:
     """Train ``student`` on ``teacher_run``'s probabilities; returns the TrainResult."""
     from medsent.api import train_config
@@ -146,6 +169,6 @@ def distill(
         test_path=test_data,
         overwrite=overwrite,
         aux=sources,
-        prepare=teacher_prepare(teacher, batch_rows),
+        prepare=teacher_prepare(teacher, batch_rows, teacher_cache),
         resume_extra={"distill": {"teacher": str(teacher_run.resolve()), "batch_rows": batch_rows}},
     )
