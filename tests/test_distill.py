@@ -1,14 +1,19 @@
 """`medsent distill`: a word-model student trained on a teacher's cached probabilities."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from medsent.distill import teacher_probabilities
+from medsent.distill import augment_reviews, teacher_probabilities
 from medsent.predict import Predictor
 from medsent.training import work_dir_for
 
@@ -99,3 +104,77 @@ def test_bad_distillations_are_one_line_and_write_nothing(
     assert res.one_line_error("label map")
     assert not out.exists() and not work_dir_for(out).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".student.partial")]
+
+
+def test_augmented_copies_are_perturbed_seeded_and_never_empty() -> None:
+    texts = [" ".join(f"w{i}" for i in range(40)), "short one here", "x"]
+    a = augment_reviews(texts, copies=3, word_drop=0.1, seed=5)
+    assert a == augment_reviews(texts, copies=3, word_drop=0.1, seed=5) and len(a) == 9
+    assert a != augment_reviews(texts, copies=3, word_drop=0.1, seed=6)
+    long = [t.split() for t in a[0::3]]  # copies of the 40-word review
+    assert all(0 < len(w) < 40 and set(w) <= set(texts[0].split()) for w in long)
+    assert all(t for t in a)  # one word survives even when dropout takes them all
+    assert augment_reviews(texts, copies=1, word_drop=0.0, seed=0)[1:] == texts[1:]  # short: not cropped
+
+
+def test_augmented_student_and_a_shared_cache(
+    cli, svm_run: Path, train_csv: Path, val_csv: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    cache = tmp_path / "cache"
+    common = ["--student", "textcnn", "--data", train_csv, "--val-data", val_csv, "--preset", "webmd",
+              "--teacher-cache", cache, "--set", "split.test_frac=0", *TINY]  # fmt: skip
+    res = cli("distill", svm_run, *common, "--augment", "2", "--out", tmp_path / "a", "--seed", "3")
+    assert res.code == 0, res.err
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    sources = manifest["distill_sources"]
+    assert 0 < sources["augmented_reviews"] <= 2 * sources["labelled_reviews"]
+    assert sources["unlabelled_reviews"] == 0
+    cached = sum(np.load(p)["keys"].shape[0] for p in cache.glob("*/chunk-*.npz"))
+    assert cached == sources["labelled_reviews"] + sources["augmented_reviews"]
+    # Another seed without augmentation: every review is already cached, nothing is computed again.
+    before = {p.name: p.stat().st_mtime_ns for p in cache.glob("*/chunk-*.npz")}
+    assert cli("distill", svm_run, *common, "--out", tmp_path / "b", "--seed", "4").code == 0
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*/chunk-*.npz")} == before
+
+
+@pytest.mark.slow
+def test_a_killed_distillation_resumes_with_its_cached_teacher(
+    train_csv: Path, val_csv: Path, svm_run: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    argv = [sys.executable, "-m", "medsent.cli", "distill", str(svm_run), "--student", "textcnn",
+            "--data", str(train_csv), "--val-data", str(val_csv), "--preset", "webmd", "--augment", "1",
+            "--teacher-cache", str(cache), "--max-epochs", "5", "--seed", "11",
+            "--set", "trainer.num_threads=1", "--set", "trainer.progress_bar=false"]  # fmt: skip
+    full = tmp_path / "full"
+    subprocess.run([*argv, "--out", str(full)], check=True, capture_output=True, timeout=300)
+    chunks = {p.name: p.stat().st_mtime_ns for p in cache.glob("*/chunk-*.npz")}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [*argv, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    history = work_dir_for(killed) / "history.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "medsent.cli", "train", "--resume", str(killed)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = json.loads((full / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert b["epochs_run"] == a["epochs_run"]
+    assert b["val"]["macro_f1"] == pytest.approx(a["val"]["macro_f1"], abs=1e-9)
+    assert (
+        json.loads((killed / "manifest.json").read_text())["distill_sources"]
+        == json.loads((full / "manifest.json").read_text())["distill_sources"]
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*/chunk-*.npz")} == chunks  # reused

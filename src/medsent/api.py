@@ -256,10 +256,15 @@ def resume_prepare(info: dict[str, Any]) -> Any:
     """The preparation step a killed run needs again (a distillation's teacher probabilities)."""
     if "distill" not in info:
         return None
+    from medsent.config import build_config
     from medsent.distill import teacher_prepare
     from medsent.predict import Predictor
 
-    return teacher_prepare(Predictor(Path(info["distill"]["teacher"])), info["distill"]["batch_rows"])
+    cfg = build_config(info["config"])
+    cache = info["distill"].get("cache")
+    return teacher_prepare(
+        Predictor(Path(info["distill"]["teacher"])), cfg.distill, cfg.seed, Path(cache) if cache else None
+    )
 
 
 def resume(run: PathLike) -> Path:

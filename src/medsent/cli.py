@@ -781,6 +781,12 @@ def distill(
     alpha: Annotated[
         float | None, typer.Option("--alpha", help="Weight of the gold-label loss (distill.alpha).")
     ] = None,
+    augment: Annotated[
+        int | None,
+        typer.Option(
+            "--augment", help="Perturbed copies of each labelled review for the teacher (distill.augment)."
+        ),
+    ] = None,
     max_epochs: Annotated[int | None, typer.Option("--max-epochs", help="Epoch limit.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config field.")] = None,
@@ -799,10 +805,9 @@ def distill(
 
     _setup_logging()
     layer: dict[str, Any] = {}
-    if temperature is not None or alpha is not None:
-        layer["distill"] = {
-            k: v for k, v in (("temperature", temperature), ("alpha", alpha)) if v is not None
-        }
+    given = (("temperature", temperature), ("alpha", alpha), ("augment", augment))
+    if any(v is not None for _, v in given):
+        layer["distill"] = {k: v for k, v in given if v is not None}
     if max_epochs is not None:
         layer["trainer"] = {"max_epochs": max_epochs}
     if seed is not None:

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from medsent.config import DistillConfig
 from medsent.data.dataset import Splits
 from medsent.errors import ConfigError
 from medsent.predict import Predictor
@@ -82,14 +84,51 @@ def teacher_probabilities(
     return np.stack([known[k.tobytes()] for k in keys]).astype(np.float32)
 
 
-def teacher_prepare(teacher: Predictor, batch_rows: int, cache: Path | None = None) -> Any:
-    """The training hook: the teacher's probabilities as columns of the training split (cached in
-    ``cache``, else in the run's work folder, which goes when the run is saved)."""
+def augment_reviews(texts: Sequence[str], copies: int, word_drop: float, seed: int) -> list[str]:
+    """Perturbed copies of reviews for the teacher to label (Tang et al. 2019, "Distilling
+    task-specific knowledge from BERT into simple neural networks"): half read only a contiguous
+    30-100% of the words, and each word is dropped with probability ``word_drop``. The teacher labels
+    every copy afresh, so the student learns how the answer moves when part of a review is missing,
+    signal that 17K gold labels alone do not carry."""
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    for _ in range(copies):
+        for text in texts:
+            words = text.split()
+            if len(words) > 8 and rng.random() < 0.5:
+                n = max(4, int(len(words) * rng.uniform(0.3, 1.0)))
+                start = int(rng.integers(0, len(words) - n + 1))
+                words = words[start : start + n]
+            keep = rng.random(len(words)) >= word_drop
+            if words and not keep.any():
+                keep[int(rng.integers(0, len(words)))] = True
+            out.append(" ".join(w for w, k in zip(words, keep, strict=True) if k))
+    return out
+
+
+def teacher_prepare(teacher: Predictor, cfg: DistillConfig, seed: int, cache: Path | None = None) -> Any:
+    """The training hook: perturbed copies of the labelled reviews (``distill.augment``) join the
+    training split, then the teacher's probabilities become its columns (cached in ``cache``, else in
+    the run's work folder, which goes when the run is saved)."""
 
     def prepare(splits: Splits, work: Path) -> tuple[Splits, dict[str, Any]]:
-        texts = splits.train["text"].tolist()
-        proba = teacher_probabilities(teacher, texts, cache or work / "teacher", batch_rows)
-        train = splits.train.copy()
+        train = splits.train
+        augmented = 0
+        if cfg.augment:
+            gold = train[train["label"] >= 0]
+            copies = gold.loc[gold.index.repeat(cfg.augment)].copy()
+            texts = augment_reviews(gold["text"].tolist(), cfg.augment, cfg.augment_word_drop, seed)
+            # augment_reviews walks copy by copy; repeat() walks row by row: reorder to match.
+            n = len(gold)
+            copies["text"] = [texts[c * n + i] for i in range(n) for c in range(cfg.augment)]
+            copies["label"] = -1
+            copies = copies[copies["text"].str.len() > 0]
+            copies = copies[~copies["text"].isin(set(train["text"]))].drop_duplicates("text")
+            augmented = len(copies)
+            train = pd.concat([train, copies], ignore_index=True)
+        texts = train["text"].tolist()
+        proba = teacher_probabilities(teacher, texts, cache or work / "teacher", cfg.teacher_batch_rows)
+        train = train.copy()
         for j, col in enumerate(SOFT_COLUMNS):
             train[col] = proba[:, j]
         labelled = int((train["label"] >= 0).sum())
@@ -100,7 +139,11 @@ def teacher_prepare(teacher: Predictor, batch_rows: int, cache: Path | None = No
                 "kind": teacher.model_name,
                 "temperature": teacher.temperature,
             },
-            "distill_sources": {"labelled_reviews": labelled, "unlabelled_reviews": len(train) - labelled},
+            "distill_sources": {
+                "labelled_reviews": labelled,
+                "unlabelled_reviews": len(train) - labelled - augmented,
+                "augmented_reviews": augmented,
+            },
             "teacher_agreement_with_gold": _agreement(proba, train["label"].to_numpy()),
         }
         return dataclasses.replace(splits, train=train), record
@@ -160,7 +203,6 @@ def distill(
             f"{rating_signature(cfg)}; give the student the teacher's --preset"
         )
     sources = [AuxSource(Path(u), {}, unlabeled=True) for u in unlabeled]
-    batch_rows = cfg.distill.teacher_batch_rows
     return train_run(
         cfg,
         data,
@@ -169,6 +211,11 @@ def distill(
         test_path=test_data,
         overwrite=overwrite,
         aux=sources,
-        prepare=teacher_prepare(teacher, batch_rows, teacher_cache),
-        resume_extra={"distill": {"teacher": str(teacher_run.resolve()), "batch_rows": batch_rows}},
+        prepare=teacher_prepare(teacher, cfg.distill, cfg.seed, teacher_cache),
+        resume_extra={
+            "distill": {
+                "teacher": str(teacher_run.resolve()),
+                "cache": str(teacher_cache.resolve()) if teacher_cache else None,
+            }
+        },
     )

@@ -98,6 +98,8 @@ class SentimentModule(L.LightningModule):
         if self.task_loss is not None:  # rows with auxiliary targets only carry no class label
             has = labels >= 0
             logits, labels = logits[has], labels[has]
+            if not labels.numel():  # a batch of teacher-labelled text only: nothing to score
+                return
         preds = logits.argmax(dim=-1)
         for name, metric in metrics.items():
             if name == "n":
