@@ -1,0 +1,79 @@
+"""Compare groups of runs trained with different seeds on one labelled file: mean ± sd macro-F1 and
+Neutral F1 per group, and the paired bootstrap 95% interval of each group's difference to a base group
+(reviews resampled jointly; seeds paired in the order given). Used for issue 12's distillation table.
+
+    python benchmarks/seed_groups.py --data webmd_val.csv \
+        --group gold=runs/gold-13,runs/gold-14,runs/gold-15 \
+        --group student=runs/stu-13,runs/stu-14,runs/stu-15 --base gold
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from medsent.ablate import class_f1, fast_macro_f1, paired_bootstrap
+from medsent.data.dataset import load_labeled_for
+from medsent.data.presets import data_layer
+from medsent.evaluation.decision import decide
+from medsent.labels import LABELS
+from medsent.predict import Predictor
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--preset", default=None, help="Column preset of --data (e.g. askapatient).")
+    ap.add_argument("--group", action="append", required=True, help="NAME=RUN,RUN,... (seeds in order)")
+    ap.add_argument("--base", required=True, help="The group the others are compared with.")
+    args = ap.parse_args()
+
+    groups: dict[str, list[Path]] = {}
+    for spec in args.group:
+        name, _, runs = spec.partition("=")
+        groups[name] = [Path(r) for r in runs.split(",") if r]
+    if args.base not in groups:
+        raise SystemExit(f"--base {args.base}: not one of the groups ({', '.join(groups)})")
+
+    y: np.ndarray | None = None
+    preds: dict[str, list[np.ndarray]] = {}
+    for name, runs in groups.items():
+        preds[name] = []
+        for run in runs:
+            predictor = Predictor(run)
+            frame = load_labeled_for(predictor.config, args.data, data_layer(args.preset)).frame
+            labels = frame["label"].to_numpy()
+            if y is None:
+                y = labels
+            elif not np.array_equal(y, labels):
+                raise SystemExit(f"{run}: its cleaning keeps other rows of {args.data}; not comparable")
+            proba = np.asarray(predictor.predict_proba(frame["text"].tolist()))
+            preds[name].append(decide(proba, predictor.offsets))
+    assert y is not None
+    neutral = LABELS.index("Neutral")
+    print(f"data: {args.data} (n = {len(y)}); base: {args.base}")
+    print("| group | seeds | macro-F1 mean ± sd | Neutral F1 mean ± sd | diff to base [95% CI] |")
+    print("|---|---:|---:|---:|---:|")
+    for name, ps in preds.items():
+        f1 = [float(fast_macro_f1(y[None], p[None])[0]) for p in ps]
+        nf = [float(class_f1(y[None], p[None], neutral)[0]) for p in ps]
+        cell = "base"
+        if name != args.base:
+            base = preds[args.base][: len(ps)]
+            point, lo, hi = paired_bootstrap(y, base, ps[: len(base)], "macro_f1")
+            cell = f"{point:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+        print(
+            f"| {name} | {len(ps)} | {statistics.mean(f1):.4f} ± {_sd(f1):.4f} | "
+            f"{statistics.mean(nf):.3f} ± {_sd(nf):.3f} | {cell} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
