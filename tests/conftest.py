@@ -213,3 +213,41 @@ def transformer_run(tmp_path_factory: pytest.TempPathFactory, train_csv: Path, v
     cfg = build_config({**TINY_TRANSFORMER, "data": preset_layer("webmd"), "split": {"test_frac": 0}})
     train_run(cfg, train_csv, out, val_path=val_csv)
     return out
+
+
+@pytest.fixture
+def kill_9():  # type: ignore[no-untyped-def]
+    """Start a medsent command and kill -9 it once ``ready()`` holds; ``kill_9.run`` runs a command
+    to the end (the ``--resume`` after it): the real-kill pattern the resume tests share."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def kill(argv: list[str], ready, pause: float = 0.0) -> None:  # type: ignore[no-untyped-def]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "medsent.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.02)
+        assert proc.poll() is None, "the command finished before it could be killed"
+        time.sleep(pause)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "medsent.cli", *argv], capture_output=True, text=True, timeout=300
+        )
+
+    def after_epochs(out: Path, n: int = 2):  # type: ignore[no-untyped-def]
+        """Ready once the run's work-folder history has ``n`` epochs (header + n lines)."""
+        from medsent.training import work_dir_for
+
+        history = work_dir_for(out) / "history.csv"
+        return lambda: history.exists() and len(history.read_text().splitlines()) >= n + 1
+
+    kill.run = run  # type: ignore[attr-defined]
+    kill.after_epochs = after_epochs  # type: ignore[attr-defined]
+    return kill

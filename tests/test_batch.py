@@ -160,3 +160,16 @@ def test_fast_paths_predict_what_the_plain_models_predict(
     fast = cnn.predict_proba(texts)
     assert clf._fast  # type: ignore[attr-defined]  # the lookup form did the work
     assert (fast.argmax(axis=1) == conv.argmax(axis=1)).all() and np.abs(fast - conv).max() < 1e-5
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+@pytest.mark.parametrize("env, undone", [({"MALLOC_TRIM_THRESHOLD_": "65536"}, "True"), ({}, "False")])
+def test_dask_workers_undo_the_nannys_malloc_trim(env: dict[str, str], undone: str) -> None:
+    """A worker started with Dask's MALLOC_TRIM_THRESHOLD_ raises glibc's thresholds again; others
+    are left alone."""
+    clean = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    code = "from medsent.distributed import _undo_malloc_trim; print(_undo_malloc_trim())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == undone

@@ -1,12 +1,7 @@
 """`medsent distill`: a word-model student trained on a teacher's cached probabilities."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +97,12 @@ def test_bad_distillations_are_one_line_and_write_nothing(
         "distill", textcnn_run, "--student", "textcnn", *common[: -len(TINY)], "--preset", "drugscom", *TINY
     )
     assert res.one_line_error("label map")
+    assert cli("distill", svm_run, "--student", "textcnn", "--teacher-cache", notext, *common).one_line_error(
+        "is a file; give a folder"
+    )
+    assert cli("distill", svm_run, "--student", "textcnn", "--augment", "99", *common).one_line_error(
+        "augment"
+    )
     assert not out.exists() and not work_dir_for(out).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".student.partial")]
 
@@ -138,36 +139,20 @@ def test_augmented_student_and_a_shared_cache(
 
 
 @pytest.mark.slow
-def test_a_killed_distillation_resumes_with_its_cached_teacher(
-    train_csv: Path, val_csv: Path, svm_run: Path, tmp_path: Path
+def test_a_killed_distillation_resumes_with_its_cached_teacher(  # type: ignore[no-untyped-def]
+    kill_9, train_csv: Path, val_csv: Path, svm_run: Path, tmp_path: Path
 ) -> None:
     cache = tmp_path / "cache"
-    argv = [sys.executable, "-m", "medsent.cli", "distill", str(svm_run), "--student", "textcnn",
+    argv = ["distill", str(svm_run), "--student", "textcnn",
             "--data", str(train_csv), "--val-data", str(val_csv), "--preset", "webmd", "--augment", "1",
             "--teacher-cache", str(cache), "--max-epochs", "5", "--seed", "11",
             "--set", "trainer.num_threads=1", "--set", "trainer.progress_bar=false"]  # fmt: skip
     full = tmp_path / "full"
-    subprocess.run([*argv, "--out", str(full)], check=True, capture_output=True, timeout=300)
+    assert kill_9.run(*argv, "--out", str(full)).returncode == 0
     chunks = {p.name: p.stat().st_mtime_ns for p in cache.glob("*/chunk-*.npz")}
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [*argv, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    history = work_dir_for(killed) / "history.csv"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if history.exists() and len(history.read_text().splitlines()) >= 3:  # header + 2 epochs
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    resumed = subprocess.run(
-        [sys.executable, "-m", "medsent.cli", "train", "--resume", str(killed)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    kill_9([*argv, "--out", str(killed)], kill_9.after_epochs(killed))
+    resumed = kill_9.run("train", "--resume", str(killed))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = json.loads((full / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())

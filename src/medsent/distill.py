@@ -116,11 +116,8 @@ def teacher_prepare(teacher: Predictor, cfg: DistillConfig, seed: int, cache: Pa
         augmented = 0
         if cfg.augment:
             gold = train[train["label"] >= 0]
-            copies = gold.loc[gold.index.repeat(cfg.augment)].copy()
-            texts = augment_reviews(gold["text"].tolist(), cfg.augment, cfg.augment_word_drop, seed)
-            # augment_reviews walks copy by copy; repeat() walks row by row: reorder to match.
-            n = len(gold)
-            copies["text"] = [texts[c * n + i] for i in range(n) for c in range(cfg.augment)]
+            copies = pd.concat([gold] * cfg.augment, ignore_index=True)  # copy by copy, as augmented
+            copies["text"] = augment_reviews(gold["text"].tolist(), cfg.augment, cfg.augment_word_drop, seed)
             copies["label"] = -1
             copies = copies[copies["text"].str.len() > 0]
             copies = copies[~copies["text"].isin(set(train["text"]))].drop_duplicates("text")
@@ -190,6 +187,8 @@ def distill(
     from medsent.training import AuxSource, train_run
 
     name = check_student(student)
+    if teacher_cache is not None and teacher_cache.exists() and not teacher_cache.is_dir():
+        raise ConfigError(f"--teacher-cache {teacher_cache} is a file; give a folder")
     teacher = Predictor(teacher_run)
     base: dict[str, Any] = {"distill": {"teacher": str(teacher_run.resolve())}}
     if preset is not None:

@@ -2,11 +2,8 @@
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -116,8 +113,8 @@ def _cli(*argv: str) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_9_then_resume_matches_an_uninterrupted_run(
-    train_csv: Path, val_csv: Path, tmp_path: Path
-) -> None:
+    kill_9, train_csv: Path, val_csv: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     common = [
         "--model", "textcnn", "--data", str(train_csv), "--val-data", str(val_csv), "--preset", "webmd",
         "--test-frac", "0", "--max-epochs", "5", "--seed", "11", "--set", "trainer.num_threads=1",
@@ -125,25 +122,9 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(
     full = tmp_path / "full"
     subprocess.run(_cli(*common, "--out", str(full)), check=True, capture_output=True, timeout=300)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        _cli(*common, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    history = work_dir_for(killed) / "history.csv"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if history.exists() and len(history.read_text().splitlines()) >= 3:  # header + 2 epochs
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9(["train", *common, "--out", str(killed), *TINY], kill_9.after_epochs(killed))
     assert not killed.exists() and (work_dir_for(killed) / "checkpoints" / "last.ckpt").exists()
-    resumed = subprocess.run(
-        [sys.executable, "-m", "medsent.cli", "train", "--resume", str(killed)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = kill_9.run("train", "--resume", str(killed))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = json.loads((full / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())

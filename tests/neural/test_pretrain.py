@@ -2,10 +2,6 @@
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -57,26 +53,16 @@ def test_pretrained_encoder_is_a_folder_train_accepts(
 
 
 @pytest.mark.slow
-def test_a_killed_pretraining_resumes_from_its_last_checkpoint(train_csv: Path, tmp_path: Path) -> None:
+def test_a_killed_pretraining_resumes_from_its_last_checkpoint(  # type: ignore[no-untyped-def]
+    kill_9, train_csv: Path, tmp_path: Path
+) -> None:
     enc = tmp_path / "enc"
-    argv = [sys.executable, "-m", "medsent.cli", "pretrain", "--data", str(train_csv), "--out", str(enc),
+    argv = ["pretrain", "--data", str(train_csv), "--out", str(enc),
             "--max-steps", "8", "--batch-size", "4", "--set", "max_length=32", "--set", "progress_bar=false",
             "--set", "checkpoint_every_n_steps=2", "--set", "holdout_frac=0.05"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = work_dir_for(enc) / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None and not last.exists():
-        time.sleep(0.05)
-    assert proc.poll() is None, "pretraining finished before it could be killed"
-    time.sleep(0.5)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9(argv, last.exists, pause=0.5)
     assert not enc.exists() and last.exists()
-    done = subprocess.run(
-        [sys.executable, "-m", "medsent.cli", "pretrain", "--resume", str(enc)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = kill_9.run("pretrain", "--resume", str(enc))
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((enc / "pretrain.json").read_text())["steps"] == 8
