@@ -4,7 +4,7 @@ With 17K labelled reviews the word models are starved of data; a teacher can lab
 there is text. Its calibrated probabilities over the training and unlabelled reviews are computed once,
 in streaming chunks, and cached in the run's work folder (a killed distillation resumes without
 recomputing them); the student then trains on the teacher's softened probabilities (KL at
-``distill.temperature``) plus cross-entropy on gold labels where they exist (``distill.alpha``), on
+``distill.temperature``) plus the class loss on gold labels where they exist (``distill.alpha``), on
 the same Lightning engine and presets as any run. The result is a normal run of the student's kind.
 """
 
