@@ -33,6 +33,13 @@ def main() -> None:
     ap.add_argument("--preset", default=None, help="Column preset of --data (e.g. askapatient).")
     ap.add_argument("--group", action="append", required=True, help="NAME=RUN,RUN,... (seeds in order)")
     ap.add_argument("--base", required=True, help="The group the others are compared with.")
+    ap.add_argument(
+        "--save-proba",
+        type=Path,
+        default=None,
+        help="Folder for each run's probabilities and the labels (GROUP-SEEDINDEX.npy, labels.npy): "
+        "runs that cannot travel back (a GPU lease) can be compared again later.",
+    )
     args = ap.parse_args()
 
     groups: dict[str, list[Path]] = {}
@@ -56,6 +63,10 @@ def main() -> None:
                 raise SystemExit(f"{run}: its cleaning keeps other rows of {args.data}; not comparable")
             proba = np.asarray(predictor.predict_proba(frame["text"].tolist()))
             preds[name].append(decide(proba, predictor.offsets))
+            if args.save_proba is not None:
+                args.save_proba.mkdir(parents=True, exist_ok=True)
+                np.save(args.save_proba / f"{name}-{len(preds[name]) - 1}.npy", proba.astype(np.float32))
+                np.save(args.save_proba / "labels.npy", labels)
     assert y is not None
     neutral = LABELS.index("Neutral")
     print(f"data: {args.data} (n = {len(y)}); base: {args.base}")
