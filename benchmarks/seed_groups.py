@@ -5,6 +5,10 @@ Neutral F1 per group, and the paired bootstrap 95% interval of each group's diff
     python benchmarks/seed_groups.py --data webmd_val.csv \
         --group gold=runs/gold-13,runs/gold-14,runs/gold-15 \
         --group student=runs/stu-13,runs/stu-14,runs/stu-15 --base gold
+
+A member may also be a .npy file that ``--save-proba`` wrote for the same --data (its labels.npy
+beside it): runs trained on a GPU lease are compared with runs here without travelling back. Saved
+probabilities are decided by argmax (a run's macro-F1 offsets, if any, are not saved).
 """
 
 from __future__ import annotations
@@ -54,6 +58,13 @@ def main() -> None:
     for name, runs in groups.items():
         preds[name] = []
         for run in runs:
+            if run.suffix == ".npy":
+                saved, labels = np.load(run), np.load(run.parent / "labels.npy")
+                if y is not None and not np.array_equal(y, labels):
+                    raise SystemExit(f"{run}: saved for other rows than {args.data}; not comparable")
+                y = labels
+                preds[name].append(saved.argmax(axis=1))
+                continue
             predictor = Predictor(run)
             frame = load_labeled_for(predictor.config, args.data, data_layer(args.preset)).frame
             labels = frame["label"].to_numpy()
