@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from medsent.cascade import combine
+
 P = ["p_negative", "p_neutral", "p_positive"]
 
 
@@ -41,15 +43,21 @@ def main() -> None:
     floor = macro(yv, sv.argmax(1)) - a.tolerance
 
     def casc(f: np.ndarray, s: np.ndarray, route: np.ndarray) -> np.ndarray:
-        return np.where(route[:, None], s, f).argmax(1)
+        return combine(f, s, route).argmax(1)
 
     def report(name: str, rv: np.ndarray, ra: np.ndarray) -> None:
-        print(f"| {name} | {macro(yv, casc(fv, sv, rv)):.4f} | {1 - rv.mean():.3f} | "
-              f"{macro(ya, casc(fa, sa, ra)):.4f} | {1 - ra.mean():.3f} |")
+        print(
+            f"| {name} | {macro(yv, casc(fv, sv, rv)):.4f} | {1 - rv.mean():.3f} | "
+            f"{macro(ya, casc(fa, sa, ra)):.4f} | {1 - ra.mean():.3f} |"
+        )
 
-    print(f"fast {macro(yv, fv.argmax(1)):.4f} / {macro(ya, fa.argmax(1)):.4f}; "
-          f"slow {macro(yv, sv.argmax(1)):.4f} / {macro(ya, sa.argmax(1)):.4f}")
-    print("| rule | val macro-F1 | val share fast | test macro-F1 | test share fast |\n|---|---:|---:|---:|---:|")
+    print(
+        f"fast {macro(yv, fv.argmax(1)):.4f} / {macro(ya, fa.argmax(1)):.4f}; "
+        f"slow {macro(yv, sv.argmax(1)):.4f} / {macro(ya, sa.argmax(1)):.4f}"
+    )
+    print(
+        "| rule | val macro-F1 | val share fast | test macro-F1 | test share fast |\n|---|---:|---:|---:|---:|"
+    )
     top2 = lambda p: np.sort(p, 1)[:, 2] - np.sort(p, 1)[:, 1]  # noqa: E731
     for name, cv, ca in (("max prob", fv.max(1), fa.max(1)), ("margin", top2(fv), top2(fa))):
         ok = [t for t in np.linspace(1 / 3, 1, 68) if macro(yv, casc(fv, sv, cv < t)) >= floor]

@@ -59,6 +59,10 @@ def main() -> None:
         preds[name] = []
         for run in runs:
             if run.suffix == ".npy":
+                if not (run.is_file() and (run.parent / "labels.npy").is_file()):
+                    raise SystemExit(
+                        f"{run}: no such file, or no labels.npy beside it (--save-proba writes both)"
+                    )
                 saved, labels = np.load(run), np.load(run.parent / "labels.npy")
                 if y is not None and not np.array_equal(y, labels):
                     raise SystemExit(f"{run}: saved for other rows than {args.data}; not comparable")
