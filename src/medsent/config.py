@@ -260,6 +260,10 @@ class TrainerConfig(_Strict):
     compile: bool = False
     progress_refresh: int | None = Field(default=None, ge=1)
     log_every_n_steps: int = Field(default=50, ge=1)
+    # An exponential moving average of the weights, updated every optimizer step: validation, the
+    # checkpoints and the saved model use the average, which damps the epoch-to-epoch swings that warm
+    # restarts cause (decay 0.999 averages over about 1,000 steps). None: off.
+    ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
 
 
 class TierConfig(_Strict):

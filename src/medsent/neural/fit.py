@@ -443,6 +443,10 @@ def fit_neural(
             check_on_train_epoch_end=False,
         )
         callbacks.insert(1, stopper)
+    if tc.ema_decay is not None:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        callbacks.append(EMAWeightAveraging(decay=tc.ema_decay))
     world = tc.devices * tc.num_nodes
     precision = resolve_precision(tc.precision, tc.accelerator)
     trainer = L.Trainer(
