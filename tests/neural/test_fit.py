@@ -138,12 +138,14 @@ def _cli(*argv: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("extra", [[], ["--set", "trainer.ema_decay=0.9"]], ids=["plain", "ema"])
 def test_kill_9_then_resume_matches_an_uninterrupted_run(
-    kill_9, train_csv: Path, val_csv: Path, tmp_path: Path
+    extra: list[str], kill_9, train_csv: Path, val_csv: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
+    # With EMA the checkpoint must bring back both the average and the weights being trained.
     common = [
         "--model", "textcnn", "--data", str(train_csv), "--val-data", str(val_csv), "--preset", "webmd",
-        "--test-frac", "0", "--max-epochs", "5", "--seed", "11", "--set", "trainer.num_threads=1",
+        "--test-frac", "0", "--max-epochs", "5", "--seed", "11", "--set", "trainer.num_threads=1", *extra,
     ]  # fmt: skip
     full = tmp_path / "full"
     subprocess.run(_cli(*common, "--out", str(full)), check=True, capture_output=True, timeout=300)
