@@ -244,6 +244,11 @@ class TrainerConfig(_Strict):
     # Off: train all max_epochs and keep the last epoch's weights (what `medsent ablate` compares against).
     early_stopping: bool = True
     min_delta: float = Field(default=0.001, ge=0.0)
+    # Warm restarts (scheduler cosine_restarts) make the score dip for a few epochs after each restart
+    # and peak at the cycle's low-rate end; "cycle_end" lets an exhausted patience stop training only
+    # at the end of a cycle. "any_epoch" (the plain rule) stays the default: no measured gain yet
+    # (BENCHMARKS.md, issue 12 fifth session). Schedules without restarts: the same either way.
+    early_stop_at: Literal["any_epoch", "cycle_end"] = "any_epoch"
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(default=1, ge=1)
     num_nodes: int = Field(default=1, ge=1)

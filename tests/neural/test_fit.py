@@ -83,6 +83,29 @@ def test_ema_weights_are_the_ones_validated_checkpointed_and_saved(
     assert float(history[-1]["val_loss"]) != float(_history(plain)[-1]["val_loss"])
 
 
+@pytest.mark.parametrize(("rule", "epochs_run"), [("any_epoch", 2), ("cycle_end", 3)])
+def test_patience_runs_out_only_at_a_warm_restart_cycle_end(
+    rule: str,
+    epochs_run: int,
+    capsys: pytest.CaptureFixture[str],
+    train_csv: Path,
+    val_csv: Path,
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / rule
+    # min_delta 1.0: no epoch after the first counts as an improvement, so patience 1 runs out at
+    # epoch 2; the first cycle (t0 = 3) ends at epoch 3.
+    code, _, err = _train(
+        capsys, "--model", "textcnn", "--data", str(train_csv), "--val-data", str(val_csv), "--preset", "webmd",
+        "--test-frac", "0", "--max-epochs", "6", "--out", str(run), "--set", "scheduler.t0=3",
+        "--set", "trainer.patience=1", "--set", "trainer.min_delta=1.0", "--set", f"trainer.early_stop_at={rule}",
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(_history(run)) == metrics["epochs_run"] == epochs_run
+    assert metrics["stopped_early"]
+
+
 def test_v1_preset_and_bf16_on_cpu(
     capsys: pytest.CaptureFixture[str], train_csv: Path, val_csv: Path, tmp_path: Path
 ) -> None:

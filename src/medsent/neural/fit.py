@@ -18,6 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from safetensors.torch import save_file
 
 from medsent.config import RunConfig
@@ -27,7 +28,7 @@ from medsent.neural.data import EncodedDataset, ReviewDataModule
 from medsent.neural.infer import WEIGHTS, text_view
 from medsent.neural.losses import DistillLoss, build_loss
 from medsent.neural.module import SentimentModule
-from medsent.neural.schedulers import check_scheduler_name
+from medsent.neural.schedulers import check_scheduler_name, cycle_end_epochs
 from medsent.neural.targets import TaskNet, base_of, build_task_loss, save_task_heads, wrap_for_targets
 from medsent.neural.vocab import PAD_ID, WordVocab
 
@@ -168,6 +169,33 @@ class EpochHistory(Callback):
             writer.writeheader()
             writer.writerows(rows)
         os.replace(tmp, self.path)
+
+
+class CycleEarlyStopping(EarlyStopping):
+    """Early stopping that waits for the end of a warm-restart cycle to act on an exhausted patience.
+
+    After a restart the learning rate jumps back up and the score dips for a few epochs before the
+    cycle's low-rate end lifts it past the last peak (TextCNN students: best epochs 12-14 of the
+    5 + 10 cycles); a patience of 5 runs out mid-cycle and keeps the first cycle's model instead.
+    Patience still counts epochs; non-finite and threshold stops stay immediate.
+    """
+
+    def __init__(self, cycle_ends: frozenset[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cycle_ends = cycle_ends
+        self._epoch = 0
+
+    def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
+        self._epoch = trainer.current_epoch
+        super()._run_early_stopping_check(trainer)
+
+    def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
+        should_stop, reason = super()._evaluate_stopping_criteria(current)
+        exhausted = should_stop and self.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED
+        if exhausted and self._epoch not in self.cycle_ends:  # wait_count keeps counting to the cycle's end
+            self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
+            return False, None
+        return should_stop, reason
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -435,13 +463,17 @@ def fit_neural(
         # Each refresh reads the loss off the device; on a GPU that is a sync every refresh.
         callbacks.append(TQDMProgressBar(refresh_rate=tc.progress_refresh or (50 if cuda else 1)))
     if tc.early_stopping:
-        stopper = EarlyStopping(
-            monitor=tc.monitor,
-            mode=mode,
-            patience=tc.patience,
-            min_delta=tc.min_delta,
-            check_on_train_epoch_end=False,
-        )
+        rule: dict[str, Any] = {
+            "monitor": tc.monitor,
+            "mode": mode,
+            "patience": tc.patience,
+            "min_delta": tc.min_delta,
+            "check_on_train_epoch_end": False,
+        }
+        cycle_ends = cycle_end_epochs(cfg.scheduler, tc.max_epochs)
+        if tc.early_stop_at == "any_epoch":
+            cycle_ends = None
+        stopper = CycleEarlyStopping(cycle_ends, **rule) if cycle_ends else EarlyStopping(**rule)
         callbacks.insert(1, stopper)
     if tc.ema_decay is not None:
         from lightning.pytorch.callbacks import EMAWeightAveraging
