@@ -145,6 +145,7 @@ def test_diverging_loss_stops_with_a_clear_message(
         ("bilstm.embed_dropout=-0.1", "bilstm.embed_dropout"),
         ("trainer.patience=0", "trainer.patience"),
         ("trainer.ema_decay=1.0", "trainer.ema_decay"),
+        ("trainer.early_stop_at=never", "trainer.early_stop_at"),
         ("loss.smoothing=1.0", "loss.smoothing"),
         ("loss.name=hinge", "unknown loss 'hinge'"),
         ("scheduler.name=step", "unknown scheduler 'step'"),

@@ -470,9 +470,9 @@ def fit_neural(
             "min_delta": tc.min_delta,
             "check_on_train_epoch_end": False,
         }
-        cycle_ends = cycle_end_epochs(cfg.scheduler, tc.max_epochs)
-        if tc.early_stop_at == "any_epoch":
-            cycle_ends = None
+        cycle_ends = (
+            cycle_end_epochs(cfg.scheduler, tc.max_epochs) if tc.early_stop_at == "cycle_end" else None
+        )
         stopper = CycleEarlyStopping(cycle_ends, **rule) if cycle_ends else EarlyStopping(**rule)
         callbacks.insert(1, stopper)
     if tc.ema_decay is not None:
