@@ -329,7 +329,8 @@ class DistillConfig(_Strict):
     exist (weight ``alpha``). ``teacher`` is recorded by medsent distill; None means plain training.
     alpha 0.2 scored +0.010 on webmd_val over 0.5 (3 seeds, within noise): not the default yet.
     ``augment``: perturbed copies of each labelled review for the teacher to label (word dropout at
-    ``augment_word_drop``, half of them cropped to a span of the review)."""
+    ``augment_word_drop``, half of them cropped to a span of the review). ``objective``: ``kl`` (Hinton)
+    or ``mse`` between centred logits and teacher log-probabilities (Tang et al., 2019)."""
 
     teacher: str | None = None
     temperature: float = Field(default=2.0, gt=0.0, le=20.0)
@@ -337,6 +338,7 @@ class DistillConfig(_Strict):
     teacher_batch_rows: int = Field(default=2048, ge=1)
     augment: int = Field(default=0, ge=0, le=20)
     augment_word_drop: float = Field(default=0.1, ge=0.0, lt=1.0)
+    objective: Literal["kl", "mse"] = "kl"
 
 
 LOGGER_NAMES = ("csv", "tensorboard", "mlflow")

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from medsent.config import LossConfig
 from medsent.errors import ConfigError
 from medsent.neural.losses import (
+    DistillLoss,
     FocalLoss,
     StudyLabelSmoothingLoss,
     build_loss,
@@ -52,3 +53,47 @@ def test_losses_by_name_and_unknown_name_lists_known() -> None:
         assert torch.isfinite(loss)
     with pytest.raises(ConfigError, match="unknown loss 'hinge'; known: ce, focal, label_smoothing"):
         build_loss(LossConfig(name="hinge"), labels)
+
+
+class _Fixed(torch.nn.Module):
+    """A "network" that returns the given logits, so a loss can be checked on known numbers."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.logits
+
+
+def _batch(labels: list[int], soft: torch.Tensor) -> dict[str, torch.Tensor]:
+    n = len(labels)
+    ids = torch.ones((n, 4), dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": ids, "labels": torch.tensor(labels), "soft": soft}
+
+
+def test_distill_objectives_match_their_formulas() -> None:
+    soft = F.softmax(torch.tensor([[1.0, 0.0, -2.0], [0.0, 3.0, 1.0], [2.0, 2.0, 0.5], [0.0, 0.0, 0.0]]), -1)
+    unlabelled = _batch([-1, -1, -1, -1], soft)
+    t_log = torch.log(soft)
+    # KL at T: T^2 x KL(teacher_T || student_T), batch mean; all of it when no row has a gold label.
+    kl, _ = DistillLoss(torch.nn.CrossEntropyLoss(), 2.0, 0.5).batch_loss(_Fixed(LOGITS), unlabelled)
+    teacher_t = F.softmax(t_log / 2, -1)
+    expected = (teacher_t * (torch.log(teacher_t) - F.log_softmax(LOGITS / 2, -1))).sum(-1).mean() * 4
+    assert kl.item() == pytest.approx(expected.item(), rel=1e-5)
+    # MSE: centred logits against centred teacher log-probabilities; a shift per row costs nothing.
+    mse = DistillLoss(torch.nn.CrossEntropyLoss(), 2.0, 0.5, "mse")
+    loss, _ = mse.batch_loss(_Fixed(LOGITS), unlabelled)
+    centred = LOGITS - LOGITS.mean(-1, keepdim=True) - (t_log - t_log.mean(-1, keepdim=True))
+    assert loss.item() == pytest.approx((centred**2).mean().item(), rel=1e-5)
+    assert mse.batch_loss(_Fixed(t_log + 7.0), unlabelled)[0].item() == pytest.approx(0.0, abs=1e-6)
+    # Gold labels where they exist: alpha x class loss + (1 - alpha) x the soft term.
+    labelled = _batch([0, -1, 1, -1], soft)
+    both, _ = mse.batch_loss(_Fixed(LOGITS), labelled)
+    gold = F.cross_entropy(LOGITS[[0, 2]], torch.tensor([0, 1]))
+    assert both.item() == pytest.approx((0.5 * gold + 0.5 * (centred**2).mean()).item(), rel=1e-5)
+
+
+def test_unknown_distill_objective_lists_known() -> None:
+    with pytest.raises(ConfigError, match="unknown distillation objective 'l1'; known: kl, mse"):
+        DistillLoss(torch.nn.CrossEntropyLoss(), 2.0, 0.5, "l1")

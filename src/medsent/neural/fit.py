@@ -440,7 +440,7 @@ def fit_neural(
         param_groups_fn=prep.param_groups_fn,
         task_loss=build_task_loss(cfg, class_loss, labelled)
         if train_soft is None
-        else DistillLoss(class_loss, cfg.distill.temperature, cfg.distill.alpha),
+        else DistillLoss(class_loss, cfg.distill.temperature, cfg.distill.alpha, cfg.distill.objective),
     )
     mode = "max" if tc.monitor.endswith("f1") else "min"
     ckpt_dir = ckpt_dir_for(work_dir)

@@ -106,16 +106,31 @@ def build_loss(cfg: LossConfig, train_labels: np.ndarray) -> nn.Module:
     return LOSSES[cfg.name](cfg, train_labels)
 
 
+DISTILL_OBJECTIVES = ("kl", "mse")
+
+
 class DistillLoss(nn.Module):
     """Knowledge distillation (Hinton et al., 2015): ``alpha`` x the class loss on gold labels (rows
     that have one) + (1 - alpha) x T^2 x KL(teacher_T || student_T) on every row with teacher
     probabilities; a batch without gold labels is all KL. The teacher's calibrated probabilities are
     softened by dividing their logs by T. Validation batches carry no teacher probabilities and
-    score the class loss alone."""
+    score the class loss alone.
 
-    def __init__(self, class_loss: nn.Module, temperature: float, alpha: float) -> None:
+    ``objective="mse"`` replaces the KL by the squared distance between the student's logits and the
+    teacher's log-probabilities, both centred per row (Tang et al., 2019, BERT into a BiLSTM): it
+    weighs the gaps between non-top classes as much as the top one, where KL mostly follows the
+    argmax. T plays no part there."""
+
+    def __init__(
+        self, class_loss: nn.Module, temperature: float, alpha: float, objective: str = "kl"
+    ) -> None:
         super().__init__()
+        if objective not in DISTILL_OBJECTIVES:
+            raise ConfigError(
+                f"unknown distillation objective '{objective}'; known: {', '.join(DISTILL_OBJECTIVES)}"
+            )
         self.class_loss, self.temperature, self.alpha = class_loss, temperature, alpha
+        self.objective = objective
 
     def batch_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
@@ -127,9 +142,15 @@ class DistillLoss(nn.Module):
         gold = self.class_loss(logits[has], labels[has]) if bool(has.any()) else logits.sum() * 0.0
         if soft is None:
             return gold, logits
-        t = self.temperature
-        teacher = F.softmax(torch.log(soft.float().clamp(min=1e-8)) / t, dim=-1)
-        student = F.log_softmax(logits.float() / t, dim=-1)
-        kl = F.kl_div(student, teacher, reduction="batchmean") * t * t
+        teacher_log = torch.log(soft.float().clamp(min=1e-8))
+        if self.objective == "mse":
+            target = teacher_log - teacher_log.mean(dim=-1, keepdim=True)
+            z = logits.float()
+            soft_loss = F.mse_loss(z - z.mean(dim=-1, keepdim=True), target)
+        else:
+            t = self.temperature
+            teacher = F.softmax(teacher_log / t, dim=-1)
+            student = F.log_softmax(logits.float() / t, dim=-1)
+            soft_loss = F.kl_div(student, teacher, reduction="batchmean") * t * t
         weight = self.alpha if bool(has.any()) else 0.0
-        return weight * gold + (1 - weight) * kl, logits
+        return weight * gold + (1 - weight) * soft_loss, logits
