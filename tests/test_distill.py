@@ -36,7 +36,7 @@ def test_student_trains_on_teacher_and_unlabelled_reviews(
     out = tmp_path / "student"
     res = cli("distill", teacher, "--student", "textcnn", "--data", train_csv, "--val-data", val_csv,
               "--unlabeled", unlabeled_csv, "--preset", "webmd", "--out", out, "--temperature", "3",
-              "--alpha", "0.3", *TINY)  # fmt: skip
+              "--alpha", "0.3", "--objective", "mse", *TINY)  # fmt: skip
     assert res.code == 0, res.err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["teacher"]["run"] == str(teacher) and len(manifest["teacher"]["run_id"]) == 16
@@ -45,6 +45,7 @@ def test_student_trains_on_teacher_and_unlabelled_reviews(
     assert manifest["leakage_removed"]["aux_in_val_or_test"] == 6
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == "textcnn" and cfg["distill"]["temperature"] == 3 and cfg["distill"]["alpha"] == 0.3
+    assert cfg["distill"]["objective"] == "mse"
     student = Predictor(out)  # a normal run: predict, calibrate, export, evaluate
     assert student.kind.name == "textcnn"
     assert cli("calibrate", out, "--data", val_csv).code == 0
@@ -102,6 +103,9 @@ def test_bad_distillations_are_one_line_and_write_nothing(
     )
     assert cli("distill", svm_run, "--student", "textcnn", "--augment", "99", *common).one_line_error(
         "augment"
+    )
+    assert cli("distill", svm_run, "--student", "textcnn", "--objective", "l1", *common).one_line_error(
+        "objective"
     )
     assert not out.exists() and not work_dir_for(out).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".student.partial")]

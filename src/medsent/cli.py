@@ -781,6 +781,12 @@ def distill(
     alpha: Annotated[
         float | None, typer.Option("--alpha", help="Weight of the gold-label loss (distill.alpha).")
     ] = None,
+    objective: Annotated[
+        str | None,
+        typer.Option(
+            "--objective", help="Soft-target loss: kl (at T) or mse on centred logits (distill.objective)."
+        ),
+    ] = None,
     augment: Annotated[
         int | None,
         typer.Option(
@@ -805,7 +811,7 @@ def distill(
 
     _setup_logging()
     layer: dict[str, Any] = {}
-    given = (("temperature", temperature), ("alpha", alpha), ("augment", augment))
+    given = (("temperature", temperature), ("alpha", alpha), ("objective", objective), ("augment", augment))
     if any(v is not None for _, v in given):
         layer["distill"] = {k: v for k, v in given if v is not None}
     if max_epochs is not None:
