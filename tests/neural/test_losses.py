@@ -1,11 +1,14 @@
+from typing import get_args
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from medsent.config import LossConfig
+from medsent.config import DistillConfig, LossConfig
 from medsent.errors import ConfigError
 from medsent.neural.losses import (
+    DISTILL_OBJECTIVES,
     DistillLoss,
     FocalLoss,
     StudyLabelSmoothingLoss,
@@ -95,5 +98,7 @@ def test_distill_objectives_match_their_formulas() -> None:
 
 
 def test_unknown_distill_objective_lists_known() -> None:
+    # The config's choices and the loss's registry are one list: a new objective must be added to both.
+    assert get_args(DistillConfig.model_fields["objective"].annotation) == tuple(DISTILL_OBJECTIVES)
     with pytest.raises(ConfigError, match="unknown distillation objective 'l1'; known: kl, mse"):
         DistillLoss(torch.nn.CrossEntropyLoss(), 2.0, 0.5, "l1")

@@ -106,7 +106,23 @@ def build_loss(cfg: LossConfig, train_labels: np.ndarray) -> nn.Module:
     return LOSSES[cfg.name](cfg, train_labels)
 
 
-DISTILL_OBJECTIVES = ("kl", "mse")
+def _kl_at_t(logits: torch.Tensor, teacher_log: torch.Tensor, t: float) -> torch.Tensor:
+    teacher = F.softmax(teacher_log / t, dim=-1)
+    return F.kl_div(F.log_softmax(logits / t, dim=-1), teacher, reduction="batchmean") * t * t
+
+
+def _centred_mse(logits: torch.Tensor, teacher_log: torch.Tensor, t: float) -> torch.Tensor:
+    def centre(x: torch.Tensor) -> torch.Tensor:
+        return x - x.mean(dim=-1, keepdim=True)
+
+    return F.mse_loss(centre(logits), centre(teacher_log))
+
+
+# Soft-target terms by name (``distill.objective``): (student logits, teacher log-probs, T) -> loss.
+DISTILL_OBJECTIVES: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
+    "kl": _kl_at_t,
+    "mse": _centred_mse,
+}
 
 
 class DistillLoss(nn.Module):
@@ -130,7 +146,7 @@ class DistillLoss(nn.Module):
                 f"unknown distillation objective '{objective}'; known: {', '.join(DISTILL_OBJECTIVES)}"
             )
         self.class_loss, self.temperature, self.alpha = class_loss, temperature, alpha
-        self.objective = objective
+        self.soft_term = DISTILL_OBJECTIVES[objective]
 
     def batch_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
@@ -143,14 +159,6 @@ class DistillLoss(nn.Module):
         if soft is None:
             return gold, logits
         teacher_log = torch.log(soft.float().clamp(min=1e-8))
-        if self.objective == "mse":
-            target = teacher_log - teacher_log.mean(dim=-1, keepdim=True)
-            z = logits.float()
-            soft_loss = F.mse_loss(z - z.mean(dim=-1, keepdim=True), target)
-        else:
-            t = self.temperature
-            teacher = F.softmax(teacher_log / t, dim=-1)
-            student = F.log_softmax(logits.float() / t, dim=-1)
-            soft_loss = F.kl_div(student, teacher, reduction="batchmean") * t * t
+        soft_loss = self.soft_term(logits.float(), teacher_log, self.temperature)
         weight = self.alpha if bool(has.any()) else 0.0
         return weight * gold + (1 - weight) * soft_loss, logits
