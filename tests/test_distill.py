@@ -77,6 +77,28 @@ def test_teacher_probabilities_are_cached_per_review(svm_run: Path, train_csv: P
     assert teacher_probabilities(teacher, [], folder, batch_rows=16).shape == (0, 3)
 
 
+def test_an_ensemble_run_is_a_teacher(
+    cli, svm_run: Path, textcnn_run: Path, train_csv: Path, val_csv: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    ens = tmp_path / "ens"
+    assert cli("ensemble", svm_run, textcnn_run, "--out", ens).code == 0
+    cache = tmp_path / "cache"
+    out = tmp_path / "student"
+    res = cli("distill", ens, "--student", "textcnn", "--data", train_csv, "--val-data", val_csv,
+              "--preset", "webmd", "--teacher-cache", cache, "--set", "split.test_frac=0", "--out", out,
+              *TINY)  # fmt: skip
+    assert res.code == 0, res.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["teacher"]["run"] == str(ens)
+    # What the student learnt from is the ensemble's combined answer, not one member's.
+    texts = list(dict.fromkeys(pd.read_csv(train_csv)["review"].dropna().tolist()))[:40]
+    teacher = Predictor(ens)
+    cached = teacher_probabilities(teacher, texts, cache, batch_rows=2048)
+    assert np.allclose(cached, teacher.predict_proba(texts), atol=1e-5)
+    assert not np.allclose(cached, Predictor(svm_run).predict_proba(texts), atol=1e-3)
+    assert Predictor(out).kind.name == "textcnn"
+
+
 def test_bad_distillations_are_one_line_and_write_nothing(
     cli, svm_run: Path, textcnn_run: Path, train_csv: Path, val_csv: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
