@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medsent.config import RunConfig
+from medsent.data.dataset import load_labeled_for
 from medsent.distill import augment_reviews, teacher_probabilities
 from medsent.predict import Predictor
 from medsent.training import work_dir_for
@@ -91,9 +93,12 @@ def test_an_ensemble_run_is_a_teacher(
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["teacher"]["run"] == str(ens)
     # What the student learnt from is the ensemble's combined answer, not one member's.
-    texts = list(dict.fromkeys(pd.read_csv(train_csv)["review"].dropna().tolist()))[:40]
+    cfg = RunConfig.model_validate(json.loads((out / "config.json").read_text()))
+    texts = load_labeled_for(cfg, train_csv).frame["text"].head(40).tolist()  # as the student read them
     teacher = Predictor(ens)
+    before = sorted(p.name for p in cache.glob("*/chunk-*.npz"))
     cached = teacher_probabilities(teacher, texts, cache, batch_rows=2048)
+    assert sorted(p.name for p in cache.glob("*/chunk-*.npz")) == before  # read back, not computed anew
     assert np.allclose(cached, teacher.predict_proba(texts), atol=1e-5)
     assert not np.allclose(cached, Predictor(svm_run).predict_proba(texts), atol=1e-3)
     assert Predictor(out).kind.name == "textcnn"
