@@ -283,6 +283,10 @@ def train(
     _print_result(result)
 
 
+def _megabytes(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.1f} MB"
+
+
 def _print_result(result: Any) -> None:
     if not result.metrics:  # a DDP worker process: rank 0 reports
         return
@@ -664,11 +668,18 @@ def export(
         Path | None, typer.Option("--out", help="hf: folder to write (default: RUN_DIR-hf beside the run).")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier export.")] = False,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact",
+            help="onnx: the network as trained, not the TextCNN's lookup tables (smaller file, slower).",
+        ),
+    ] = False,
 ) -> None:
     """Export the network: ONNX for predict/serve, or a folder transformers loads."""
     from medsent.export import export_run
 
-    meta = export_run(run_dir, format_, out, overwrite)
+    meta = export_run(run_dir, format_, out, overwrite, compact=compact)
     if meta.get("format") == "hf":
         typer.echo(
             f"exported {meta['path']} (AutoModelForSequenceClassification, trust_remote_code=True; "
@@ -678,7 +689,8 @@ def export(
         return
     typer.echo(
         f"exported {Path(meta['path']) / meta['file']} "
-        f"(opset {meta['opset']}, {meta['export_seconds']:.1f} s); "
+        f"({meta['graph']} graph, {_megabytes(Path(meta['path']) / meta['file'])}, "
+        f"opset {meta['opset']}, {meta['export_seconds']:.1f} s); "
         f"max |p_onnx - p_torch| = {meta['max_abs_prob_diff']:.2e}"
     )
     t = meta["batch64_ms_per_review"]

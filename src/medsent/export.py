@@ -23,18 +23,20 @@ from medsent.predict import Predictor
 class ExportFormat:
     name: str
     summary: str
-    writer: Callable[[Predictor, Path, list[str] | None], dict[str, Any]]
+    writer: Callable[[Predictor, Path, list[str] | None, bool], dict[str, Any]]
     default_target: Callable[[Path], Path]
     inside_run: bool
 
 
-def _onnx_writer(predictor: Predictor, folder: Path, probes: list[str] | None) -> dict[str, Any]:
+def _onnx_writer(
+    predictor: Predictor, folder: Path, probes: list[str] | None, compact: bool
+) -> dict[str, Any]:
     from medsent.neural.onnx import write_onnx
 
-    return write_onnx(predictor, folder, probes)
+    return write_onnx(predictor, folder, probes, compact=compact)
 
 
-def _hf_writer(predictor: Predictor, folder: Path, probes: list[str] | None) -> dict[str, Any]:
+def _hf_writer(predictor: Predictor, folder: Path, probes: list[str] | None, compact: bool) -> dict[str, Any]:
     from medsent.neural.hf_export import write_hf
 
     return write_hf(predictor, folder, probes)
@@ -67,9 +69,14 @@ def export_run(
     out: Path | None = None,
     overwrite: bool = False,
     probe_texts: list[str] | None = None,
+    compact: bool = False,
 ) -> dict[str, Any]:
-    """Export ``run_dir`` as ``fmt``; returns what was written and measured (``path`` included)."""
+    """Export ``run_dir`` as ``fmt``; returns what was written and measured (``path`` included).
+
+    ``compact``: ONNX of the network as trained, never its (larger, faster) table-lookup form."""
     spec = export_format(fmt)
+    if compact and spec.name != "onnx":
+        raise ConfigError(f"--compact applies to onnx exports only, not {spec.name}")
     if out is not None and spec.inside_run:
         raise ConfigError(f"--out does not apply to {spec.name}: the export lives inside the run")
     target = out if out is not None else spec.default_target(run_dir)
@@ -86,7 +93,7 @@ def export_run(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
-        meta = spec.writer(predictor, tmp, probe_texts)
+        meta = spec.writer(predictor, tmp, probe_texts, compact)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -18,7 +18,8 @@ def test_export_refusals_and_corrupt_file(cli, svm_run: Path, textcnn_run: Path,
     run = tmp_path / "cnn"
     shutil.copytree(textcnn_run, run)
     res = cli("export", run)
-    assert res.code == 0 and "max |p_onnx - p_torch|" in res.out
+    assert res.code == 0 and "max |p_onnx - p_torch|" in res.out and "(lookup graph" in res.out
+    assert cli("export", run, "--format", "hf", "--compact").one_line_error("--compact applies to onnx")
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no partial folder left behind
     assert cli("export", run).one_line_error("already exists")
     assert cli("export", run, "--overwrite").code == 0
@@ -72,3 +73,45 @@ def test_an_ensemble_is_exported_member_by_member(
 ) -> None:
     assert cli("ensemble", svm_run, textcnn_run, "--out", tmp_path / "ens").code == 0
     assert cli("export", tmp_path / "ens").one_line_error("export one member run at a time")
+
+
+def test_the_textcnn_graph_is_its_lookup_form_unless_compact_or_too_large(
+    textcnn_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lookup tables make single reviews cheap at any width; they cost file size, so the network as
+    trained stays one flag (or one size limit) away, and both agree with PyTorch on every length."""
+    import numpy as np
+    import onnx
+
+    from medsent.neural import onnx as onnx_module
+    from medsent.neural.onnx import read_export
+
+    texts = [
+        "ok",
+        "Bad.",
+        "It made me dizzy but it works.",
+        "Great " * 300,
+        "No change at all after a month.",
+    ]
+    monkeypatch.setenv("MEDSENT_ONNX", "0")
+    reference = np.vstack([Predictor(textcnn_run).predict_proba([t]) for t in texts])
+    monkeypatch.delenv("MEDSENT_ONNX")
+    sizes, ops = {}, {}
+    for name, kwargs in (("lookup", {}), ("network", {"compact": True})):
+        run = tmp_path / name
+        shutil.copytree(textcnn_run, run)
+        export_run(run, **kwargs)
+        assert (read_export(run) or {})["graph"] == name
+        sizes[name] = onnx_path(run).stat().st_size
+        ops[name] = {node.op_type for node in onnx.load(str(onnx_path(run))).graph.node}
+        predictor = Predictor(run)
+        assert predictor.backend.startswith("onnxruntime")
+        single = np.vstack([predictor.predict_proba([t]) for t in texts])
+        assert np.allclose(single, reference, atol=1e-5), name
+    assert "Conv" in ops["network"] and "Conv" not in ops["lookup"]
+    assert sizes["lookup"] > sizes["network"]
+    monkeypatch.setattr(onnx_module, "LOOKUP_MAX_NUMBERS", 1000)  # tables too large for the file
+    run = tmp_path / "capped"
+    shutil.copytree(textcnn_run, run)
+    export_run(run)
+    assert (read_export(run) or {})["graph"] == "network"

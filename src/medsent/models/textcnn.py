@@ -56,12 +56,15 @@ class TextCNN(nn.Module):
             pooled.append(h.amax(dim=2))
         return torch.cat(pooled, dim=1)
 
-    def inference_form(self) -> nn.Module | None:
+    def inference_form(self, max_numbers: int = 1 << 28) -> nn.Module | None:
         """The same function for eval-mode inference, by table lookups (``TextCNNLookup``); None when
-        the tables would be too large (vocabulary x kernel widths x filters above 2**28 numbers)."""
+        the tables would be too large (vocabulary x kernel widths x filters above ``max_numbers``)."""
+        return TextCNNLookup(self).eval() if self.lookup_numbers() <= max_numbers else None
+
+    def lookup_numbers(self) -> int:
+        """How many floats ``TextCNNLookup``'s tables hold."""
         conv: Any = self.convs[0]
-        size = self.embedding.num_embeddings * sum(self.kernel_sizes) * int(conv.out_channels)
-        return TextCNNLookup(self).eval() if size <= 1 << 28 else None
+        return self.embedding.num_embeddings * sum(self.kernel_sizes) * int(conv.out_channels)
 
 
 class TextCNNLookup(nn.Module):
