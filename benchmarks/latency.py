@@ -2,6 +2,8 @@
 
 Usage: .venv/bin/python benchmarks/latency.py RUN_DIR [RUN_DIR...] [--threads 2]
 Runs with an ONNX export (`medsent export RUN`) are timed both ways; MEDSENT_ONNX=0 forces PyTorch.
+`graph` is the export's form (a TextCNN's lookup tables, or the network as trained with --compact);
+`load s` is the Predictor's load time (the onnxruntime session included).
 """
 
 from __future__ import annotations
@@ -43,24 +45,34 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from medsent.neural.onnx import onnx_path
+    from medsent.neural.onnx import onnx_path, read_export
     from medsent.predict import Predictor
 
     val = pd.read_csv(VAL, dtype=str, keep_default_na=False)["review"]
     texts = [t for t in val if len(t.split()) >= 3][: args.n]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {args.threads}; "
           f"{len(texts)} WebMD validation reviews, median {int(np.median([len(t.split()) for t in texts]))} words")  # fmt: skip
-    print("| run | backend | p50 ms (200 val reviews) | p90 ms | p50 ms (fixed 63-token review) |")
-    print("|---|---|---:|---:|---:|")
+    print(
+        "| run | backend | graph | p50 ms (200 val reviews) | p90 ms | p50 ms (fixed 63-token review) | load s |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|")
     for run in args.runs:
         backends = ["0", "1"] if onnx_path(run).is_file() else ["0"]
         for flag in backends:
             os.environ["MEDSENT_ONNX"] = flag
+            start = time.perf_counter()
             predictor = Predictor(run)
+            loaded = time.perf_counter() - start
+            meta = read_export(run) or {}
+            graph = (
+                "-"
+                if flag == "0"
+                else f"{meta.get('graph', 'network')} ({onnx_path(run).stat().st_size / 1e6:.0f} MB)"
+            )
             lat = time_calls(predictor, texts)
             fixed = time_calls(predictor, [FIXED] * args.n)
-            print(f"| {run.name} | {predictor.backend} | {np.percentile(lat, 50):.2f} | "
-                  f"{np.percentile(lat, 90):.2f} | {np.percentile(fixed, 50):.2f} |", flush=True)  # fmt: skip
+            print(f"| {run.name} | {predictor.backend} | {graph} | {np.percentile(lat, 50):.2f} | "
+                  f"{np.percentile(lat, 90):.2f} | {np.percentile(fixed, 50):.2f} | {loaded:.2f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
