@@ -83,6 +83,7 @@ def test_the_textcnn_graph_is_its_lookup_form_unless_compact_or_too_large(
     import numpy as np
     import onnx
 
+    from medsent.models.textcnn import TextCNNLookup
     from medsent.neural import onnx as onnx_module
     from medsent.neural.onnx import read_export
 
@@ -108,6 +109,13 @@ def test_the_textcnn_graph_is_its_lookup_form_unless_compact_or_too_large(
         assert predictor.backend.startswith("onnxruntime")
         single = np.vstack([predictor.predict_proba([t]) for t in texts])
         assert np.allclose(single, reference, atol=1e-5), name
+        batch = predictor.predict_proba(texts * 4)  # a file's batch: the lookup form, in one engine only
+        assert np.allclose(batch, np.vstack([reference] * 4), atol=1e-5), name
+        routed = predictor.model.model
+        if name == "lookup":  # the graph serves batches: no PyTorch weights or tables built
+            assert predictor.model._fast is routed.ort and routed._torch is None
+        else:
+            assert isinstance(predictor.model._fast, TextCNNLookup)
     assert "Conv" in ops["network"] and "Conv" not in ops["lookup"]
     assert sizes["lookup"] > sizes["network"]
     monkeypatch.setattr(onnx_module, "LOOKUP_MAX_NUMBERS", 1000)  # tables too large for the file

@@ -59,12 +59,9 @@ class TextCNN(nn.Module):
     def inference_form(self, max_numbers: int = 1 << 28) -> nn.Module | None:
         """The same function for eval-mode inference, by table lookups (``TextCNNLookup``); None when
         the tables would be too large (vocabulary x kernel widths x filters above ``max_numbers``)."""
-        return TextCNNLookup(self).eval() if self.lookup_numbers() <= max_numbers else None
-
-    def lookup_numbers(self) -> int:
-        """How many floats ``TextCNNLookup``'s tables hold."""
         conv: Any = self.convs[0]
-        return self.embedding.num_embeddings * sum(self.kernel_sizes) * int(conv.out_channels)
+        size = self.embedding.num_embeddings * sum(self.kernel_sizes) * int(conv.out_channels)
+        return TextCNNLookup(self).eval() if size <= max_numbers else None
 
 
 class TextCNNLookup(nn.Module):

@@ -113,17 +113,24 @@ class NeuralClassifier:
 
     Batches of files and servers go through the model's ``inference_form`` where it has one (the
     TextCNN's table-lookup form: the same function, ~8x faster on a CPU); single reviews and models
-    without one through the network as loaded (or its onnxruntime graph).
+    without one through the network as loaded (or its onnxruntime graph). An onnxruntime graph that
+    is itself the lookup form (``ort_lookup``) serves the batches too: as fast, and no second copy
+    of the tables is built in PyTorch.
     """
 
-    def __init__(self, model: Any, vocab: WordVocab, cfg: RunConfig, load_torch: Any = None) -> None:
+    def __init__(
+        self, model: Any, vocab: WordVocab, cfg: RunConfig, load_torch: Any = None, ort_lookup: Any = None
+    ) -> None:
         self.model = model.eval()
         self.vocab = vocab
         self.cfg = cfg
         self._load_torch = load_torch
+        self._ort_lookup = ort_lookup
         self._fast: Any = None
 
     def _fast_net(self) -> Any:
+        if self._fast is None and self._ort_lookup is not None:
+            self._fast = self._ort_lookup
         if self._fast is None:
             net = self.model if isinstance(self.model, torch.nn.Module) else None
             if net is None and self._load_torch is not None:
@@ -134,9 +141,15 @@ class NeuralClassifier:
 
     @classmethod
     def load(
-        cls, folder: Path, cfg: RunConfig, onnx_file: Path | None = None, ort_max_rows: int = ALWAYS_ORT
+        cls,
+        folder: Path,
+        cfg: RunConfig,
+        onnx_file: Path | None = None,
+        ort_max_rows: int = ALWAYS_ORT,
+        onnx_is_lookup: bool = False,
     ) -> NeuralClassifier | TransformerPredictor:
-        """``onnx_file``: run the exported graph in onnxruntime (for batches up to ``ort_max_rows``)."""
+        """``onnx_file``: run the exported graph in onnxruntime (for batches up to ``ort_max_rows``);
+        ``onnx_is_lookup``: that graph is the model's lookup form, so it also serves large batches."""
         spec = get_model_spec(cfg.model)
         if spec.family == "transformer":
             return TransformerPredictor.load(folder, cfg, onnx_file, ort_max_rows)
@@ -161,7 +174,9 @@ class NeuralClassifier:
                 )
             return model
 
-        return cls(_route(onnx_file, load_torch, ort_max_rows), vocab, cfg, load_torch)
+        net = _route(onnx_file, load_torch, ort_max_rows)
+        ort_lookup = net.ort if onnx_is_lookup and isinstance(net, RoutedNetwork) else None
+        return cls(net, vocab, cfg, load_torch, ort_lookup)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         ids = self.vocab.encode(text_view(texts, self.cfg))
@@ -213,11 +228,12 @@ class TransformerPredictor:
 def load_run(run_dir: Path, use_onnx: bool = True) -> LoadedRun:
     """Registry loader for every neural kind: the onnxruntime graph where the run has one (and it is
     enabled), the PyTorch network otherwise."""
-    from medsent.neural.onnx import onnx_enabled, onnx_path, ort_max_rows
+    from medsent.neural.onnx import onnx_enabled, onnx_path, ort_max_rows, read_export
     from medsent.runs import load_config
 
     cfg = load_config(run_dir)
     exported = onnx_path(run_dir)
     use = exported if use_onnx and exported.is_file() and onnx_enabled() else None
-    clf = NeuralClassifier.load(run_dir / "model", cfg, use, ort_max_rows(run_dir))
+    lookup = use is not None and (read_export(run_dir) or {}).get("graph") == "lookup"
+    clf = NeuralClassifier.load(run_dir / "model", cfg, use, ort_max_rows(run_dir), lookup)
     return LoadedRun(model=clf, config=cfg, backend=str(getattr(clf.model, "backend", "native")))
