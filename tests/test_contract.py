@@ -52,7 +52,9 @@ def test_registered_model_contract(
     if MODELS[name].family == "sklearn":
         return
     # Neural runs export to ONNX; onnxruntime then serves them with the same probabilities.
-    export_run(result.run_dir)
+    meta = export_run(result.run_dir)
+    # float16 lookup tables (a TextCNN's default graph) round each entry: 1e-3, else 1e-4
+    tolerance = 1e-3 if meta.get("tables") == "fp16" else 1e-4
     texts = pd.read_csv(val_csv)["review"].fillna("").tolist()[:100] + PROBES
     texts = [t for t in texts if t.strip()]
     assert Predictor(result.run_dir).backend.startswith("onnxruntime")  # routed by export's timing
@@ -62,7 +64,7 @@ def test_registered_model_contract(
     monkeypatch.setenv("MEDSENT_ONNX", "0")
     native = Predictor(result.run_dir)
     assert native.backend == "native"
-    assert np.abs(exported.predict_proba(texts) - native.predict_proba(texts)).max() < 1e-4
+    assert np.abs(exported.predict_proba(texts) - native.predict_proba(texts)).max() < tolerance
 
 
 def _ensemble(members: dict[str, Path], out: Path) -> None:

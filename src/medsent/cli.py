@@ -675,11 +675,18 @@ def export(
             help="onnx: the network as trained, not the TextCNN's lookup tables (smaller file, slower).",
         ),
     ] = False,
+    tables: Annotated[
+        str | None,
+        typer.Option(
+            "--tables",
+            help="onnx lookup graph: fp16 (default; half the file, probabilities within 1e-3) or fp32.",
+        ),
+    ] = None,
 ) -> None:
     """Export the network: ONNX for predict/serve, or a folder transformers loads."""
     from medsent.export import export_run
 
-    meta = export_run(run_dir, format_, out, overwrite, compact=compact)
+    meta = export_run(run_dir, format_, out, overwrite, compact=compact, tables=tables)
     if meta.get("format") == "hf":
         typer.echo(
             f"exported {meta['path']} (AutoModelForSequenceClassification, trust_remote_code=True; "
@@ -689,7 +696,8 @@ def export(
         return
     typer.echo(
         f"exported {Path(meta['path']) / meta['file']} "
-        f"({meta['graph']} graph, {_megabytes(Path(meta['path']) / meta['file'])}, "
+        f"({meta['graph']} graph{' of ' + meta['tables'] + ' tables' if meta.get('tables') else ''}, "
+        f"{_megabytes(Path(meta['path']) / meta['file'])}, "
         f"opset {meta['opset']}, {meta['export_seconds']:.1f} s); "
         f"max |p_onnx - p_torch| = {meta['max_abs_prob_diff']:.2e}"
     )

@@ -154,6 +154,9 @@ class TextCNNConfig(_Strict):
     num_filters: int = Field(default=100, ge=1)
     dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
     batch_norm: bool = True
+    # max_mean also averages each filter over the review: how much of it reads one way, not only its
+    # strongest phrase (doubles the head's input; convolution cost unchanged).
+    pooling: Literal["max", "max_mean"] = "max"
 
 
 class BiLSTMConfig(_Strict):

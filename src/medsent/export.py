@@ -20,23 +20,34 @@ from medsent.predict import Predictor
 
 
 @dataclass(frozen=True)
+class GraphOptions:
+    """ONNX graph choices: ``compact`` keeps the network as trained instead of a TextCNN's lookup
+    tables; ``tables`` is those tables' number type (None: the default, fp16)."""
+
+    compact: bool = False
+    tables: str | None = None
+
+
+@dataclass(frozen=True)
 class ExportFormat:
     name: str
     summary: str
-    writer: Callable[[Predictor, Path, list[str] | None, bool], dict[str, Any]]
+    writer: Callable[[Predictor, Path, list[str] | None, GraphOptions], dict[str, Any]]
     default_target: Callable[[Path], Path]
     inside_run: bool
 
 
 def _onnx_writer(
-    predictor: Predictor, folder: Path, probes: list[str] | None, compact: bool
+    predictor: Predictor, folder: Path, probes: list[str] | None, graph: GraphOptions
 ) -> dict[str, Any]:
     from medsent.neural.onnx import write_onnx
 
-    return write_onnx(predictor, folder, probes, compact=compact)
+    return write_onnx(predictor, folder, probes, compact=graph.compact, tables=graph.tables or "fp16")
 
 
-def _hf_writer(predictor: Predictor, folder: Path, probes: list[str] | None, compact: bool) -> dict[str, Any]:
+def _hf_writer(
+    predictor: Predictor, folder: Path, probes: list[str] | None, graph: GraphOptions
+) -> dict[str, Any]:
     from medsent.neural.hf_export import write_hf
 
     return write_hf(predictor, folder, probes)
@@ -70,13 +81,17 @@ def export_run(
     overwrite: bool = False,
     probe_texts: list[str] | None = None,
     compact: bool = False,
+    tables: str | None = None,
 ) -> dict[str, Any]:
     """Export ``run_dir`` as ``fmt``; returns what was written and measured (``path`` included).
 
-    ``compact``: ONNX of the network as trained, never its (larger, faster) table-lookup form."""
+    ``compact``: ONNX of the network as trained, never its (larger, faster) table-lookup form;
+    ``tables``: fp16 (default) or fp32 lookup tables."""
     spec = export_format(fmt)
     if compact and spec.name != "onnx":
         raise ConfigError(f"--compact applies to onnx exports only, not {spec.name}")
+    if tables is not None and (spec.name != "onnx" or compact):
+        raise ConfigError("--tables applies to onnx lookup graphs only (not with --compact or --format hf)")
     if out is not None and spec.inside_run:
         raise ConfigError(f"--out does not apply to {spec.name}: the export lives inside the run")
     target = out if out is not None else spec.default_target(run_dir)
@@ -93,7 +108,7 @@ def export_run(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
-        meta = spec.writer(predictor, tmp, probe_texts, compact)
+        meta = spec.writer(predictor, tmp, probe_texts, GraphOptions(compact, tables))
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
