@@ -93,3 +93,25 @@ def test_textcnn_lookup_form_is_the_same_function() -> None:
             assert torch.allclose(model(ids, mask), fast(ids, mask), atol=1e-5)
             short = ids[:, :3]
             assert torch.allclose(model(short, short != 0), fast(short, short != 0), atol=1e-5)
+
+
+def test_textcnn_float16_tables_only_where_every_entry_fits() -> None:
+    """Tables asked for in float16 stay float32 when an entry would overflow (|x| > 65504)."""
+    from medsent.models.textcnn import TextCNNLookup
+
+    model = TextCNN(50, SMALL_CNN).eval()
+    half = model.inference_form(half=True)
+    assert isinstance(half, TextCNNLookup) and half.table_type == "fp16"
+    assert half.tables[0].dtype == torch.float16
+    ids, mask = _batch()
+    with torch.inference_mode():
+        assert torch.allclose(model(ids, mask), half(ids, mask), atol=1e-2)
+    with torch.no_grad():
+        model.embedding.weight[7] = 1e6  # one word's vector beyond float16's range once convolved
+    full = model.inference_form(half=True)
+    assert isinstance(full, TextCNNLookup) and full.table_type == "fp32"
+    assert full.tables[0].dtype == torch.float32
+    ids[0, 3] = 7
+    with torch.inference_mode():
+        out = full(ids, mask)
+        assert torch.isfinite(out).all() and torch.allclose(model(ids, mask), out, rtol=1e-4, atol=1e-3)

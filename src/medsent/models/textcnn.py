@@ -101,6 +101,9 @@ class TextCNNLookup(nn.Module):
                     shift = shift + conv.bias * scale
                 scales.append(scale.detach().float())
                 shifts.append(shift.detach().float())
+        # float16 only where every entry fits its range (|x| < 65504); else float32, whatever was asked
+        half = half and all(bool(torch.isfinite(t.half()).all()) for t in tables)
+        self.table_type = "fp16" if half else "fp32"
         dtype = torch.float16 if half else torch.float32
         self.tables = nn.ParameterList([nn.Parameter(t.to(dtype), requires_grad=False) for t in tables])
         self.scales: torch.Tensor
