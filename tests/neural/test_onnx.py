@@ -20,6 +20,10 @@ def test_export_refusals_and_corrupt_file(cli, svm_run: Path, textcnn_run: Path,
     res = cli("export", run)
     assert res.code == 0 and "max |p_onnx - p_torch|" in res.out and "(lookup graph" in res.out
     assert cli("export", run, "--format", "hf", "--compact").one_line_error("--compact applies to onnx")
+    assert cli("export", run, "--compact", "--tables", "fp32").one_line_error(
+        "--tables applies to onnx lookup"
+    )
+    assert cli("export", run, "--overwrite", "--tables", "int8").one_line_error("unknown table type 'int8'")
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no partial folder left behind
     assert cli("export", run).one_line_error("already exists")
     assert cli("export", run, "--overwrite").code == 0
@@ -107,7 +111,7 @@ def test_the_textcnn_graph_is_its_lookup_form_unless_compact_or_too_large(
     for name, kwargs, tolerance in forms:
         run = tmp_path / name
         shutil.copytree(textcnn_run, run)
-        export_run(run, **kwargs)  # type: ignore[arg-type]
+        export_run(run, **kwargs)
         meta = read_export(run) or {}
         assert (meta["graph"], meta["tables"]) == {
             "lookup": ("lookup", "fp16"),
@@ -164,7 +168,7 @@ def test_a_mean_pooling_textcnn_exports_as_either_graph(
     for name, kwargs in (("lookup", {"tables": "fp32"}), ("network", {"compact": True})):
         run = tmp_path / name
         shutil.copytree(base, run)
-        export_run(run, **kwargs)  # type: ignore[arg-type]
+        export_run(run, **kwargs)
         predictor = Predictor(run)
         assert predictor.backend.startswith("onnxruntime")
         single = np.vstack([predictor.predict_proba([t]) for t in texts])

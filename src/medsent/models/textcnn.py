@@ -102,10 +102,11 @@ class TextCNNLookup(nn.Module):
                 scales.append(scale.detach().float())
                 shifts.append(shift.detach().float())
         # float16 only where every entry fits its range (|x| < 65504); else float32, whatever was asked
-        half = half and all(bool(torch.isfinite(t.half()).all()) for t in tables)
-        self.table_type = "fp16" if half else "fp32"
-        dtype = torch.float16 if half else torch.float32
-        self.tables = nn.ParameterList([nn.Parameter(t.to(dtype), requires_grad=False) for t in tables])
+        halves = [t.half() for t in tables] if half else []
+        if halves and all(bool(torch.isfinite(t).all()) for t in halves):
+            tables = halves
+        self.table_type = "fp16" if tables[0].dtype == torch.float16 else "fp32"
+        self.tables = nn.ParameterList([nn.Parameter(t, requires_grad=False) for t in tables])
         self.scales: torch.Tensor
         self.shifts: torch.Tensor
         self.register_buffer("scales", torch.stack(scales), persistent=False)
