@@ -10,7 +10,7 @@ import pytest
 
 from medsent.config import RunConfig
 from medsent.data.dataset import load_labeled_for
-from medsent.distill import augment_reviews, teacher_probabilities
+from medsent.distill import augment_reviews, teacher_outputs, teacher_probabilities
 from medsent.predict import Predictor
 from medsent.training import work_dir_for
 
@@ -194,3 +194,43 @@ def test_a_killed_distillation_resumes_with_its_cached_teacher(  # type: ignore[
         == json.loads((full / "manifest.json").read_text())["distill_sources"]
     )
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*/chunk-*.npz")} == chunks  # reused
+
+
+def test_a_student_matches_a_neural_teachers_review_vectors(
+    cli, transformer_run: Path, svm_run: Path, train_csv: Path, val_csv: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    teacher = Predictor(transformer_run)
+    texts = list(dict.fromkeys(pd.read_csv(train_csv)["review"].dropna().tolist()))[:40]
+    cache = tmp_path / "cache"
+    # A cache of probabilities alone: asking for vectors computes them, and the probabilities agree.
+    probs_only = teacher_probabilities(teacher, texts[:16], cache, batch_rows=16)
+    proba, feats = teacher_outputs(teacher, texts, cache, batch_rows=16, features=True)
+    assert feats is not None and feats.shape == (40, 384)  # MiniLM's width
+    assert np.allclose(proba[:16], probs_only, atol=1e-5)
+    assert np.allclose(proba, teacher.predict_proba(texts), atol=1e-5)
+    assert np.allclose(feats, teacher.proba_and_features(texts)[1], atol=2e-3)  # stored as float16
+    before = sorted(p.name for p in cache.glob("*/chunk-*.npz"))
+    again_p, again_f = teacher_outputs(teacher, texts[::-1], cache, batch_rows=16, features=True)
+    assert sorted(p.name for p in cache.glob("*/chunk-*.npz")) == before  # all read back
+    assert (
+        again_f is not None and np.array_equal(again_f, feats[::-1]) and np.array_equal(again_p, proba[::-1])
+    )
+
+    out = tmp_path / "student"
+    res = cli("distill", transformer_run, "--student", "textcnn", "--data", train_csv, "--val-data", val_csv,
+              "--preset", "webmd", "--set", "split.test_frac=0", "--hint-weight", "0.5", "--objective", "mse",
+              "--out", out, *TINY)  # fmt: skip
+    assert res.code == 0, res.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["hints"] == {"weight": 0.5, "teacher_dim": 384}
+    assert json.loads((out / "config.json").read_text())["distill"]["hint_weight"] == 0.5
+    student = Predictor(out)  # the map onto the teacher's vectors is not part of the served network
+    assert student.kind.name == "textcnn" and student.predict_proba(texts[:3]).shape == (3, 3)
+    assert student.has_features and student.proba_and_features(texts[:3])[1].shape == (3, 12)
+
+    # A teacher without review vectors: one line, nothing written.
+    bad = tmp_path / "bad"
+    res = cli("distill", svm_run, "--student", "textcnn", "--data", train_csv, "--val-data", val_csv,
+              "--preset", "webmd", "--hint-weight", "1", "--out", bad, *TINY)  # fmt: skip
+    assert res.one_line_error("hint_weight needs a single neural teacher run")
+    assert not bad.exists() and not work_dir_for(bad).exists()

@@ -813,6 +813,13 @@ def distill(
             "--augment", help="Perturbed copies of each labelled review for the teacher (distill.augment)."
         ),
     ] = None,
+    hint_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--hint-weight",
+            help="Weight of matching the teacher's review vectors (distill.hint_weight; 0 = off).",
+        ),
+    ] = None,
     max_epochs: Annotated[int | None, typer.Option("--max-epochs", help="Epoch limit.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config field.")] = None,
@@ -831,7 +838,13 @@ def distill(
 
     _setup_logging()
     layer: dict[str, Any] = {}
-    given = (("temperature", temperature), ("alpha", alpha), ("objective", objective), ("augment", augment))
+    given = (
+        ("temperature", temperature),
+        ("alpha", alpha),
+        ("objective", objective),
+        ("augment", augment),
+        ("hint_weight", hint_weight),
+    )
     if any(v is not None for _, v in given):
         layer["distill"] = {k: v for k, v in given if v is not None}
     if max_epochs is not None:

@@ -31,6 +31,7 @@ from medsent.runs import run_id
 log = logging.getLogger(__name__)
 
 SOFT_COLUMNS = ("teacher_negative", "teacher_neutral", "teacher_positive")  # read by neural.fit
+HINT_COLUMN = "teacher_hint"  # the teacher's pooled review vector per row (distill.hint_weight)
 
 
 def _text_keys(texts: Sequence[str]) -> np.ndarray:
@@ -44,44 +45,71 @@ def _text_keys(texts: Sequence[str]) -> np.ndarray:
 def teacher_probabilities(
     teacher: Predictor, texts: Sequence[str], folder: Path, batch_rows: int
 ) -> np.ndarray:
-    """The teacher's calibrated probabilities for ``texts``, computed in chunks of ``batch_rows``.
+    """The teacher's calibrated probabilities for ``texts`` (``teacher_outputs`` without vectors)."""
+    return teacher_outputs(teacher, texts, folder, batch_rows)[0]
+
+
+def teacher_outputs(
+    teacher: Predictor, texts: Sequence[str], folder: Path, batch_rows: int, features: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The teacher's calibrated probabilities for ``texts`` and, with ``features``, the pooled review
+    vectors behind them, computed in chunks of ``batch_rows``.
 
     Each finished chunk is saved under ``folder/<teacher run id>/`` with the digests of its texts, so
     the cache is keyed by review, not by row order: a rerun after a kill computes only the missing
     reviews, and students with other seeds, temperatures or extra unlabelled files that share
-    ``folder`` (``--teacher-cache``) reuse every review the teacher has already seen."""
+    ``folder`` (``--teacher-cache``) reuse every review the teacher has already seen. Vectors are
+    stored as float16 beside the probabilities; a review cached without them counts as missing
+    when they are asked for."""
     from tqdm.auto import tqdm
 
     store = folder / run_id(teacher.run_dir)
     store.mkdir(parents=True, exist_ok=True)
     keys = _text_keys(texts)
     known: dict[bytes, np.ndarray] = {}
+    vectors: dict[bytes, np.ndarray] = {}
     for path in sorted(store.glob("chunk-*.npz")):
         try:
             with np.load(path, allow_pickle=False) as saved:
-                known.update(zip((k.tobytes() for k in saved["keys"]), saved["probs"], strict=True))
+                chunk = [k.tobytes() for k in saved["keys"]]
+                known.update(zip(chunk, saved["probs"], strict=True))
+                if "feats" in saved.files:
+                    vectors.update(zip(chunk, saved["feats"], strict=True))
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # cut short by a kill
             log.warning("teacher cache: %s was cut short; its reviews are computed again", path.name)
             path.unlink(missing_ok=True)
+    have = vectors if features else known
     missing: dict[bytes, str] = {}
     for key, text in zip(keys, texts, strict=True):
-        if key.tobytes() not in known:
+        if key.tobytes() not in have:
             missing.setdefault(key.tobytes(), text)
     todo = list(missing.items())
-    log.info("teacher probabilities: %d reviews to compute, the rest cached", len(todo))
+    log.info("teacher outputs: %d reviews to compute, the rest cached", len(todo))
     starts = range(0, len(todo), batch_rows)
-    for start in tqdm(starts, desc="teacher probabilities", unit="chunk", disable=None):
+    for start in tqdm(starts, desc="teacher outputs", unit="chunk", disable=None):
         part = todo[start : start + batch_rows]
-        proba = np.asarray(teacher.predict_proba([t for _, t in part]), dtype=np.float32)
+        part_texts = [t for _, t in part]
         chunk_keys = np.frombuffer(b"".join(k for k, _ in part), dtype=np.uint8).reshape(len(part), 16)
         name = hashlib.sha256(chunk_keys.tobytes()).hexdigest()[:24]
-        tmp = store / f".chunk-{name}.tmp.npz"
-        np.savez(tmp, keys=chunk_keys, probs=proba)
-        os.replace(tmp, store / f"chunk-{name}.npz")
+        if features:
+            proba, feats = teacher.proba_and_features(part_texts)
+            proba, feats = np.asarray(proba, dtype=np.float32), np.asarray(feats, dtype=np.float16)
+            tmp = store / f".chunk-{name}-f.tmp.npz"
+            np.savez(tmp, keys=chunk_keys, probs=proba, feats=feats)
+            os.replace(tmp, store / f"chunk-{name}-f.npz")
+            vectors.update(zip((k for k, _ in part), feats, strict=True))
+        else:
+            proba = np.asarray(teacher.predict_proba(part_texts), dtype=np.float32)
+            tmp = store / f".chunk-{name}.tmp.npz"
+            np.savez(tmp, keys=chunk_keys, probs=proba)
+            os.replace(tmp, store / f"chunk-{name}.npz")
         known.update(zip((k for k, _ in part), proba, strict=True))
     if not texts:
-        return np.zeros((0, 3), dtype=np.float32)
-    return np.stack([known[k.tobytes()] for k in keys]).astype(np.float32)
+        return np.zeros((0, 3), dtype=np.float32), (np.zeros((0, 0), dtype=np.float32) if features else None)
+    proba_all = np.stack([known[k.tobytes()] for k in keys]).astype(np.float32)
+    if not features:
+        return proba_all, None
+    return proba_all, np.stack([vectors[k.tobytes()] for k in keys]).astype(np.float32)
 
 
 def augment_reviews(texts: Sequence[str], copies: int, word_drop: float, seed: int) -> list[str]:
@@ -124,10 +152,15 @@ def teacher_prepare(teacher: Predictor, cfg: DistillConfig, seed: int, cache: Pa
             augmented = len(copies)
             train = pd.concat([train, copies], ignore_index=True)
         texts = train["text"].tolist()
-        proba = teacher_probabilities(teacher, texts, cache or work / "teacher", cfg.teacher_batch_rows)
+        hints = cfg.hint_weight > 0
+        proba, feats = teacher_outputs(
+            teacher, texts, cache or work / "teacher", cfg.teacher_batch_rows, features=hints
+        )
         train = train.copy()
         for j, col in enumerate(SOFT_COLUMNS):
             train[col] = proba[:, j]
+        if feats is not None:
+            train[HINT_COLUMN] = list(feats)  # one vector per row, read by neural.fit
         labelled = int((train["label"] >= 0).sum())
         record = {
             "teacher": {
@@ -143,6 +176,8 @@ def teacher_prepare(teacher: Predictor, cfg: DistillConfig, seed: int, cache: Pa
             },
             "teacher_agreement_with_gold": _agreement(proba, train["label"].to_numpy()),
         }
+        if feats is not None:
+            record["hints"] = {"weight": cfg.hint_weight, "teacher_dim": int(feats.shape[1])}
         return dataclasses.replace(splits, train=train), record
 
     return prepare
@@ -196,6 +231,11 @@ def distill(
     cfg = train_config(
         name, preset_config=preset_config, config=config, overrides=overrides, layers=[base, *layers]
     )
+    if cfg.distill.hint_weight > 0 and not teacher.has_features:
+        raise ConfigError(
+            f"distill.hint_weight needs a single neural teacher run with review vectors; "
+            f"{teacher_run} is a {teacher.model_name} run"
+        )
     if rating_signature(teacher.config) != rating_signature(cfg):
         raise ConfigError(
             f"the teacher's label map {rating_signature(teacher.config)} differs from the student's "

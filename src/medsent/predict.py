@@ -71,8 +71,30 @@ class Predictor:
 
     def predict_proba(self, texts: Sequence[str], calibrated: bool = True) -> np.ndarray:
         """Probabilities, temperature-scaled when the run was calibrated (``medsent calibrate``)."""
-        cleaned = list(texts) if self.raw_text else [normalize_text(t, self.config.clean) for t in texts]
-        proba = self.model.predict_proba(cleaned)
+        return self._finish(self.model.predict_proba(self._clean(texts)), calibrated)
+
+    @property
+    def has_features(self) -> bool:
+        """Whether the run can share the review vectors its head reads (a single neural run)."""
+        return callable(getattr(self.model, "proba_and_features", None))
+
+    def proba_and_features(
+        self, texts: Sequence[str], calibrated: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``predict_proba`` and the pooled review vectors behind it, in one pass (what a student
+        matches under ``distill.hint_weight``)."""
+        if not self.has_features:
+            raise RunError(
+                f"{self.run_dir}: a {self.model_name} run has no review vectors to share; "
+                "hints need a single neural teacher run"
+            )
+        proba, feats = self.model.proba_and_features(self._clean(texts))  # type: ignore[attr-defined]
+        return self._finish(proba, calibrated), feats
+
+    def _clean(self, texts: Sequence[str]) -> list[str]:
+        return list(texts) if self.raw_text else [normalize_text(t, self.config.clean) for t in texts]
+
+    def _finish(self, proba: np.ndarray, calibrated: bool) -> np.ndarray:
         if self._order is not None:
             proba = proba[:, self._order]
         proba = proba / proba.sum(axis=1, keepdims=True)

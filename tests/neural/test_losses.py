@@ -102,3 +102,35 @@ def test_unknown_distill_objective_lists_known() -> None:
     assert get_args(DistillConfig.model_fields["objective"].annotation) == tuple(DISTILL_OBJECTIVES)
     with pytest.raises(ConfigError, match="unknown distillation objective 'l1'; known: kl, mse"):
         DistillLoss(torch.nn.CrossEntropyLoss(), 2.0, 0.5, "l1")
+
+
+def test_the_hint_term_is_the_cosine_distance_of_the_mapped_review_vector() -> None:
+    from medsent.config import TextCNNConfig
+    from medsent.models.textcnn import TextCNN
+
+    torch.manual_seed(0)
+    model = TextCNN(50, TextCNNConfig(embed_dim=8, num_filters=4, kernel_sizes=(2, 3), batch_norm=False))
+    model.eval()
+    soft = F.softmax(torch.randn(3, 3), -1)
+    batch = {
+        "input_ids": torch.randint(1, 50, (3, 6)),
+        "attention_mask": torch.ones((3, 6), dtype=torch.bool),
+        "labels": torch.tensor([-1, -1, -1]),
+        "soft": soft,
+        "hint": torch.randn(3, 5),
+    }
+    plain = DistillLoss(torch.nn.CrossEntropyLoss(), 2.0, 0.5)
+    hinted = DistillLoss(torch.nn.CrossEntropyLoss(), 2.0, 0.5, hint=(model.feature_dim, 5, 0.7))
+    assert hinted.hint_map is not None
+    base, logits = plain.batch_loss(model, batch)
+    loss, same_logits = hinted.batch_loss(model, batch)
+    assert torch.allclose(logits, same_logits)
+    feats = model.features(batch["input_ids"], batch["attention_mask"])
+    cos = F.cosine_similarity(hinted.hint_map(feats), batch["hint"], dim=-1).mean()
+    assert loss.item() == pytest.approx((base + 0.7 * (1 - cos)).item(), rel=1e-5)
+    loss.backward()  # the map and the student's own layers both learn from it
+    assert hinted.hint_map.weight.grad is not None and hinted.hint_map.weight.grad.abs().sum() > 0
+    assert model.convs[0].weight.grad is not None and model.convs[0].weight.grad.abs().sum() > 0
+    # Validation batches carry no teacher vectors: no hint term there.
+    without = {k: v for k, v in batch.items() if k != "hint"}
+    assert hinted.batch_loss(model, without)[0].item() == pytest.approx(base.item(), rel=1e-6)

@@ -39,7 +39,7 @@ class PadCollator:
             "labels": torch.as_tensor([item[1] for item in items], dtype=torch.long),
         }
         if len(items[0]) > 2:
-            for key, dtype in (("targets", torch.long), ("soft", torch.float32)):
+            for key, dtype in (("targets", torch.long), ("soft", torch.float32), ("hint", torch.float32)):
                 if key in items[0][2]:
                     batch[key] = torch.as_tensor(np.stack([item[2][key] for item in items]), dtype=dtype)
         return batch

@@ -28,15 +28,17 @@ class EncodedDataset(Dataset[tuple[Any, ...]]):
         labels: Sequence[int] | None = None,
         targets: np.ndarray | None = None,
         soft: np.ndarray | None = None,
+        hint: np.ndarray | None = None,
     ) -> None:
         """``targets``: rows x extra target levels (-1 missing); ``soft``: rows x classes of teacher
-        probabilities for distillation."""
+        probabilities for distillation; ``hint``: rows x the teacher's review vector."""
         self.ids = list(ids)
         self.labels = list(labels) if labels is not None else [-1] * len(self.ids)
         self.targets = (
             None if targets is None or targets.shape[1] == 0 else np.asarray(targets, dtype=np.int64)
         )
         self.soft = None if soft is None else np.asarray(soft, dtype=np.float32)
+        self.hint = None if hint is None else np.asarray(hint, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -47,6 +49,8 @@ class EncodedDataset(Dataset[tuple[Any, ...]]):
             extras["targets"] = self.targets[i]
         if self.soft is not None:
             extras["soft"] = self.soft[i]
+        if self.hint is not None:
+            extras["hint"] = self.hint[i]
         if not extras:
             return self.ids[i], self.labels[i]
         return self.ids[i], self.labels[i], extras

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 RESUME_CKPT = "last.ckpt"
 # The teacher's probabilities that medsent.distill adds to the training split.
 SOFT_COLUMNS = ("teacher_negative", "teacher_neutral", "teacher_positive")
+HINT_COLUMN = "teacher_hint"  # as in medsent.distill, which this module does not import
 HISTORY_FIELDS = [
     "epoch",
     "train_loss",
@@ -396,6 +397,7 @@ def fit_neural(
     train_targets: np.ndarray | None = None,
     val_targets: np.ndarray | None = None,
     train_soft: np.ndarray | None = None,
+    train_hint: np.ndarray | None = None,
 ) -> NeuralFit:
     """Train with early stopping and return the best epoch's weights (not the last epoch's)."""
     validate_neural_config(cfg)
@@ -416,7 +418,7 @@ def fit_neural(
     longest = max((len(x) for x in [*prep.train_ids, *prep.val_ids]), default=1)
     buckets = shape_buckets(prep.buckets, tc, max(max(prep.buckets), longest))
     dm = ReviewDataModule(
-        EncodedDataset(prep.train_ids, train_labels.tolist(), train_targets, train_soft),
+        EncodedDataset(prep.train_ids, train_labels.tolist(), train_targets, train_soft, train_hint),
         EncodedDataset(prep.val_ids, val_labels.tolist(), val_targets),
         buckets,
         prep.pad_id,
@@ -440,7 +442,15 @@ def fit_neural(
         param_groups_fn=prep.param_groups_fn,
         task_loss=build_task_loss(cfg, class_loss, labelled)
         if train_soft is None
-        else DistillLoss(class_loss, cfg.distill.temperature, cfg.distill.alpha, cfg.distill.objective),
+        else DistillLoss(
+            class_loss,
+            cfg.distill.temperature,
+            cfg.distill.alpha,
+            cfg.distill.objective,
+            hint=None
+            if train_hint is None
+            else (int(base_of(model).feature_dim), int(train_hint.shape[1]), cfg.distill.hint_weight),
+        ),
     )
     mode = "max" if tc.monitor.endswith("f1") else "min"
     ckpt_dir = ckpt_dir_for(work_dir)
@@ -583,11 +593,13 @@ class NeuralFitter:
         from medsent.neural.targets import check_targets, target_matrix, target_specs
 
         train_targets = val_targets = None
-        soft = None
+        soft = hint = None
         if cfg.distill.teacher is not None:
             if cfg.targets.active:
                 raise ConfigError("distillation and extra targets (targets.*) cannot be combined yet")
             soft = splits.train[list(SOFT_COLUMNS)].to_numpy(dtype=np.float32)
+            if HINT_COLUMN in splits.train.columns:
+                hint = np.stack(splits.train[HINT_COLUMN].to_list()).astype(np.float32)
         elif not cfg.targets.active and (splits.train["label"] < 0).any():
             # Rows with auxiliary ratings only feed auxiliary heads; without any they teach nothing.
             log.info(
@@ -619,6 +631,7 @@ class NeuralFitter:
                 train_targets=train_targets,
                 val_targets=val_targets,
                 train_soft=soft,
+                train_hint=hint,
             )
         except NonFiniteLossError as exc:
             raise TrainingError(f"{exc}; last good checkpoint kept in {work / 'checkpoints'}") from None

@@ -44,6 +44,46 @@ def predict_logits(
     return out
 
 
+@torch.inference_mode()
+def logits_and_features(
+    net: torch.nn.Module,
+    ids: list[list[int]],
+    buckets: Sequence[int],
+    batch_size: int = 256,
+    pad_id: int = PAD_ID,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and the pooled review vectors the heads read, in one pass (``predict_logits``'s order
+    and batching); ``net`` is a registered model or a TaskNet around one."""
+    from medsent.neural.targets import base_of
+
+    base: Any = base_of(net)
+    collate = PadCollator(buckets, pad_id)
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    logits = np.zeros((len(ids), 3), dtype=np.float32)
+    feats = np.zeros((len(ids), int(base.feature_dim)), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = collate([(ids[i], 0) for i in idx])
+        f = base.features(batch["input_ids"], batch["attention_mask"])
+        wrapped = base is not net  # a TaskNet's class logits may come from another head
+        z = net(batch["input_ids"], batch["attention_mask"]) if wrapped else base.classify(f)
+        logits[idx], feats[idx] = z.float().numpy(), f.float().numpy()
+    return logits, feats
+
+
+def _torch_net(model: Any, load_torch: Callable[[], torch.nn.Module] | None) -> torch.nn.Module:
+    """The PyTorch network behind a run's model (its onnxruntime graph has no review vectors)."""
+    if isinstance(model, torch.nn.Module):
+        return model
+    if isinstance(model, RoutedNetwork):
+        if model._torch is None:
+            model._torch = model.load_torch().eval()
+        return model._torch
+    if load_torch is None:
+        raise RunError("this run's network cannot be loaded in PyTorch")
+    return load_torch().eval()
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -189,14 +229,30 @@ class NeuralClassifier:
         size = batch_size_for(self.model, len(ids), self.cfg.trainer.eval_batch_size)
         return softmax(predict_logits(self.model, ids, self.cfg.vocab.buckets, size))
 
+    def proba_and_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and pooled review vectors (``distill.hint_weight``), from PyTorch."""
+        net = _torch_net(self.model, self._load_torch)
+        ids = self.vocab.encode(text_view(texts, self.cfg))
+        logits, feats = logits_and_features(
+            net, ids, self.cfg.vocab.buckets, self.cfg.trainer.eval_batch_size
+        )
+        return softmax(logits), feats
+
 
 class TransformerPredictor:
     """A fine-tuned encoder rebuilt from the run folder's Hugging Face files."""
 
-    def __init__(self, model: Any, encoder: Any, cfg: RunConfig) -> None:
+    def __init__(
+        self,
+        model: Any,
+        encoder: Any,
+        cfg: RunConfig,
+        load_torch: Callable[[], torch.nn.Module] | None = None,
+    ) -> None:
         self.model = model.eval()
         self.encoder = encoder
         self.cfg = cfg
+        self._load_torch = load_torch
 
     @classmethod
     def load(
@@ -216,13 +272,20 @@ class TransformerPredictor:
         if onnx_file is None:
             return cls(load_torch(), HFTextEncoder.load(str(folder / ENCODER_DIR), cfg.transformer), cfg)
         encoder = HFTextEncoder.load(str(folder / ENCODER_DIR), cfg.transformer)
-        return cls(_route(onnx_file, load_torch, ort_max_rows), encoder, cfg)
+        return cls(_route(onnx_file, load_torch, ort_max_rows), encoder, cfg, load_torch)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         ids = self.encoder.encode(texts)
         size = batch_size_for(self.model, len(ids), 64)
         logits = predict_logits(self.model, ids, self.cfg.transformer.buckets, size, self.encoder.pad_id)
         return softmax(logits)
+
+    def proba_and_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and the pooled encoder vectors (``distill.hint_weight``), from PyTorch."""
+        net = _torch_net(self.model, self._load_torch)
+        ids = self.encoder.encode(texts)
+        logits, feats = logits_and_features(net, ids, self.cfg.transformer.buckets, 64, self.encoder.pad_id)
+        return softmax(logits), feats
 
 
 def load_run(run_dir: Path, use_onnx: bool = True) -> LoadedRun:

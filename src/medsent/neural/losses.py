@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -138,8 +139,16 @@ class DistillLoss(nn.Module):
     argmax. T plays no part there."""
 
     def __init__(
-        self, class_loss: nn.Module, temperature: float, alpha: float, objective: str = "kl"
+        self,
+        class_loss: nn.Module,
+        temperature: float,
+        alpha: float,
+        objective: str = "kl",
+        hint: tuple[int, int, float] | None = None,
     ) -> None:
+        """``hint``: (student feature width, teacher vector width, weight) adds the hint term: a
+        linear map of the student's pooled review vector, trained with it and dropped afterwards,
+        is pulled towards the teacher's vector by cosine distance."""
         super().__init__()
         if objective not in DISTILL_OBJECTIVES:
             raise ConfigError(
@@ -147,11 +156,29 @@ class DistillLoss(nn.Module):
             )
         self.class_loss, self.temperature, self.alpha = class_loss, temperature, alpha
         self.soft_term = DISTILL_OBJECTIVES[objective]
+        self.hint_weight = hint[2] if hint else 0.0
+        self.hint_map = nn.Linear(hint[0], hint[1]) if hint else None
+
+    def _forward(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits and, when the hint term is on and the batch has teacher vectors, its value."""
+        if self.hint_map is None or "hint" not in batch:
+            return model(batch["input_ids"], batch["attention_mask"]), None
+        from medsent.neural.targets import base_of
+
+        base: Any = base_of(model)
+        feats = base.features(batch["input_ids"], batch["attention_mask"])
+        wrapped = base is not model  # a TaskNet's class logits may come from another head
+        logits = model(batch["input_ids"], batch["attention_mask"]) if wrapped else base.classify(feats)
+        mapped = self.hint_map(feats.float())
+        hint = 1.0 - F.cosine_similarity(mapped, batch["hint"].float(), dim=-1).mean()
+        return logits, hint
 
     def batch_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = model(batch["input_ids"], batch["attention_mask"])
+        logits, hint = self._forward(model, batch)
         labels = batch["labels"]
         has = labels >= 0
         soft = batch.get("soft")
@@ -161,4 +188,7 @@ class DistillLoss(nn.Module):
         teacher_log = torch.log(soft.float().clamp(min=1e-8))
         soft_loss = self.soft_term(logits.float(), teacher_log, self.temperature)
         weight = self.alpha if bool(has.any()) else 0.0
-        return weight * gold + (1 - weight) * soft_loss, logits
+        loss = weight * gold + (1 - weight) * soft_loss
+        if hint is not None:
+            loss = loss + self.hint_weight * hint
+        return loss, logits
