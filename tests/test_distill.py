@@ -10,7 +10,7 @@ import pytest
 
 from medsent.config import RunConfig
 from medsent.data.dataset import load_labeled_for
-from medsent.distill import augment_reviews, teacher_outputs, teacher_probabilities
+from medsent.distill import augment_reviews, standardise, teacher_outputs, teacher_probabilities
 from medsent.predict import Predictor
 from medsent.training import work_dir_for
 
@@ -215,6 +215,14 @@ def test_a_student_matches_a_neural_teachers_review_vectors(
     assert (
         again_f is not None and np.array_equal(again_f, feats[::-1]) and np.array_equal(again_p, proba[::-1])
     )
+
+    # What the student matches: each dimension centred and scaled over the training rows.
+    z = standardise(feats)
+    assert np.allclose(z.mean(axis=0), 0, atol=1e-4)
+    assert np.allclose(z.std(axis=0), 1, atol=0.05)  # a near-constant dimension stays under 1
+    raw_cos = feats @ feats.T / np.outer(np.linalg.norm(feats, axis=1), np.linalg.norm(feats, axis=1))
+    z_cos = z @ z.T / np.outer(np.linalg.norm(z, axis=1), np.linalg.norm(z, axis=1))
+    assert np.abs(z_cos).mean() < np.abs(raw_cos).mean()  # the shared direction is gone
 
     out = tmp_path / "student"
     res = cli("distill", transformer_run, "--student", "textcnn", "--data", train_csv, "--val-data", val_csv,

@@ -112,6 +112,16 @@ def teacher_outputs(
     return proba_all, np.stack([vectors[k.tobytes()] for k in keys]).astype(np.float32)
 
 
+def standardise(feats: np.ndarray) -> np.ndarray:
+    """Each dimension centred and scaled to unit variance over the training rows. Pooled encoder
+    vectors share a large common direction and a few outsized dimensions: raw, a cosine to them is
+    high for any review and the hint term would teach little beyond that average."""
+    if not len(feats):
+        return feats
+    feats = feats.astype(np.float32)
+    return (feats - feats.mean(axis=0)) / (feats.std(axis=0) + 1e-6)
+
+
 def augment_reviews(texts: Sequence[str], copies: int, word_drop: float, seed: int) -> list[str]:
     """Perturbed copies of reviews for the teacher to label (Tang et al. 2019, "Distilling
     task-specific knowledge from BERT into simple neural networks"): half read only a contiguous
@@ -160,7 +170,7 @@ def teacher_prepare(teacher: Predictor, cfg: DistillConfig, seed: int, cache: Pa
         for j, col in enumerate(SOFT_COLUMNS):
             train[col] = proba[:, j]
         if feats is not None:
-            train[HINT_COLUMN] = list(feats)  # one vector per row, read by neural.fit
+            train[HINT_COLUMN] = list(standardise(feats))  # one vector per row, read by neural.fit
         labelled = int((train["label"] >= 0).sum())
         record = {
             "teacher": {
