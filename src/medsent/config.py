@@ -336,7 +336,8 @@ class DistillConfig(_Strict):
     or ``mse`` between centred logits and teacher log-probabilities (Tang et al., 2019).
     ``hint_weight``: weight of a hint term (FitNets, Romero et al. 2015) that pulls a projection of the
     student's pooled review vector towards the teacher's (cosine distance): 384 numbers a review
-    instead of 3, for a single neural teacher; 0 = off."""
+    instead of 3, for a single neural teacher; 0 = off. Weight 1 on the TextCNN student: level on
+    webmd_val, 0.011 lower on AskaPatient (3 seeds), so off by default."""
 
     teacher: str | None = None
     temperature: float = Field(default=2.0, gt=0.0, le=20.0)
