@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,17 @@ def text_view(texts: Sequence[str], cfg: RunConfig) -> list[str]:
     return [model_text(t, negation_for(cfg), cfg.text.lowercase) for t in texts]
 
 
+def _length_batches(
+    ids: list[list[int]], buckets: Sequence[int], batch_size: int, pad_id: int
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """(row indices, padded batch): rows sorted by length so each batch pads to a small bucket."""
+    collate = PadCollator(buckets, pad_id)
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        yield idx, collate([(ids[i], 0) for i in idx])
+
+
 @torch.inference_mode()
 def predict_logits(
     model: torch.nn.Module,
@@ -33,39 +44,27 @@ def predict_logits(
     batch_size: int = 256,
     pad_id: int = PAD_ID,
 ) -> np.ndarray:
-    """Logits in input order; rows are sorted by length so each batch pads to a small bucket."""
-    collate = PadCollator(buckets, pad_id)
-    order = np.argsort([len(x) for x in ids], kind="stable")
+    """Logits in input order."""
     out = np.zeros((len(ids), 3), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = collate([(ids[i], 0) for i in idx])
+    for idx, batch in _length_batches(ids, buckets, batch_size, pad_id):
         out[idx] = model(batch["input_ids"], batch["attention_mask"]).float().numpy()
     return out
 
 
 @torch.inference_mode()
 def logits_and_features(
-    net: torch.nn.Module,
-    ids: list[list[int]],
-    buckets: Sequence[int],
-    batch_size: int = 256,
-    pad_id: int = PAD_ID,
+    net: torch.nn.Module, ids: list[list[int]], buckets: Sequence[int], batch_size: int, pad_id: int = PAD_ID
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and the pooled review vectors the heads read, in one pass (``predict_logits``'s order
-    and batching); ``net`` is a registered model or a TaskNet around one."""
+    """Logits and the pooled review vectors the heads read, in one pass; ``net`` is a registered
+    model or a TaskNet around one."""
     from medsent.neural.targets import base_of
 
     base: Any = base_of(net)
-    collate = PadCollator(buckets, pad_id)
-    order = np.argsort([len(x) for x in ids], kind="stable")
+    wrapped = base is not net  # a TaskNet's class logits may come from another head
     logits = np.zeros((len(ids), 3), dtype=np.float32)
     feats = np.zeros((len(ids), int(base.feature_dim)), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = collate([(ids[i], 0) for i in idx])
+    for idx, batch in _length_batches(ids, buckets, batch_size, pad_id):
         f = base.features(batch["input_ids"], batch["attention_mask"])
-        wrapped = base is not net  # a TaskNet's class logits may come from another head
         z = net(batch["input_ids"], batch["attention_mask"]) if wrapped else base.classify(f)
         logits[idx], feats[idx] = z.float().numpy(), f.float().numpy()
     return logits, feats
