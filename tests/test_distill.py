@@ -134,6 +134,9 @@ def test_bad_distillations_are_one_line_and_write_nothing(
     assert cli("distill", svm_run, "--student", "textcnn", "--objective", "l1", *common).one_line_error(
         "objective"
     )
+    assert cli("distill", svm_run, "--student", "textcnn", "--hint-weight", "-1", *common).one_line_error(
+        "hint_weight"
+    )
     assert not out.exists() and not work_dir_for(out).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".student.partial")]
 
