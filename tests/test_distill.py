@@ -10,7 +10,14 @@ import pytest
 
 from medsent.config import RunConfig
 from medsent.data.dataset import load_labeled_for
-from medsent.distill import augment_reviews, standardise, teacher_outputs, teacher_probabilities
+from medsent.distill import (
+    apply_evidence,
+    augment_reviews,
+    standardise,
+    teacher_outputs,
+    teacher_probabilities,
+)
+from medsent.errors import ConfigError
 from medsent.predict import Predictor
 from medsent.training import work_dir_for
 
@@ -137,8 +144,77 @@ def test_bad_distillations_are_one_line_and_write_nothing(
     assert cli("distill", svm_run, "--student", "textcnn", "--hint-weight", "-1", *common).one_line_error(
         "hint_weight"
     )
+    assert cli("distill", svm_run, "--student", "textcnn", "--evidence", "stars", *common).one_line_error(
+        "unknown rating 'stars'; known: effectiveness, ease_of_use"
+    )
     assert not out.exists() and not work_dir_for(out).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".student.partial")]
+
+
+def test_reviewers_ratings_sharpen_the_teachers_targets_by_bayes_rule() -> None:
+    train = pd.DataFrame(
+        {
+            "label": [0, 0, 0, 2, 2, 1, -1, -1, -1, -1],
+            "aux_effectiveness": [1, 1, 1, 5, 5, 3, 1, 5, np.nan, 4],
+        }
+    )
+    proba = np.tile([0.3, 0.3, 0.4], (10, 1)).astype(np.float32)
+    proba[6] = [0.3, 0.4, 0.3]
+    sharp, record = apply_evidence(proba, train, ["effectiveness"])
+    # Add-one counts per rating: 1 -> (3+1, 1, 1), 3 -> (1, 1+1, 1), 5 -> (1, 1, 2+1); all: (6, 4, 5).
+    given_1 = np.array([4, 1, 1]) / 6
+    prior = np.array([6, 4, 5]) / 15
+    expected = proba[6] * given_1 / prior
+    assert np.allclose(sharp[6], expected / expected.sum(), atol=1e-6)
+    given_5 = np.array([1, 1, 3]) / 5
+    expected = proba[7] * given_5 / prior
+    assert np.allclose(sharp[7], expected / expected.sum(), atol=1e-6)
+    assert sharp[7].argmax() == 2 and sharp[6].argmax() == 0  # the stars outvote a mild teacher
+    assert np.allclose(sharp[8], proba[8]) and np.allclose(sharp[9], proba[9])  # no rating; one no label had
+    assert np.allclose(sharp.sum(axis=1), 1, atol=1e-6) and sharp.dtype == np.float32
+    assert record["effectiveness"]["labelled_rows"] == 6 and record["effectiveness"]["rows_sharpened"] == 8
+    assert record["effectiveness"]["class_given_rating"]["1"] == pytest.approx(given_1.tolist(), abs=1e-4)
+    with pytest.raises(ConfigError, match="no labelled training review carries a 'ease_of_use' rating"):
+        apply_evidence(proba, train, ["ease_of_use"])
+    unrated = train.assign(aux_effectiveness=[np.nan] * 6 + [1, 5, 1, 1])
+    with pytest.raises(ConfigError, match="no labelled training review"):
+        apply_evidence(proba, unrated, ["effectiveness"])
+
+
+def test_a_student_learns_from_targets_sharpened_by_effectiveness_stars(
+    cli, svm_run: Path, train_csv: Path, val_csv: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Unlabelled reviews keep their effectiveness stars (half of them here) and the teacher's answer
+    on every rated training review is sharpened by them; the manifest says how many."""
+    frame = pd.read_csv(train_csv)
+    texts = [f"{t} Second month now." for t in frame["review"].head(80)]
+    stars = [float(e) if i % 2 == 0 else np.nan for i, e in enumerate(frame["effectiveness"].head(80))]
+    unlabeled = tmp_path / "eff_only.csv"
+    pd.DataFrame({"review": texts, "effectiveness": stars}).to_csv(unlabeled, index=False)
+    rated = sum(1 for s in stars if s == s)
+    out = tmp_path / "student"
+    res = cli("distill", svm_run, "--student", "textcnn", "--data", train_csv, "--val-data", val_csv,
+              "--unlabeled", unlabeled, "--preset", "webmd", "--set", "split.test_frac=0",
+              "--evidence", "effectiveness", "--out", out, *TINY)  # fmt: skip
+    assert res.code == 0, res.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["distill_sources"]["unlabelled_reviews"] == 80
+    record = manifest["evidence"]["effectiveness"]
+    assert 0 < record["labelled_rows"] <= manifest["splits"]["train"]
+    assert record["rows_sharpened"] == record["labelled_rows"] + rated
+    assert set(record["class_given_rating"]) <= {"1", "2", "3", "4", "5"}
+    assert 0 <= manifest["target_agreement_with_gold"] <= 1
+    assert json.loads((out / "config.json").read_text())["distill"]["evidence"] == ["effectiveness"]
+    assert Predictor(out).predict_proba(texts[:2]).shape == (2, 3)  # it reads text alone
+
+    # A training file without the rating: one line, nothing written.
+    bare = tmp_path / "bare.csv"
+    frame.drop(columns=["effectiveness"]).to_csv(bare, index=False)
+    bad = tmp_path / "bad"
+    res = cli("distill", svm_run, "--student", "textcnn", "--data", bare, "--val-data", val_csv,
+              "--preset", "webmd", "--evidence", "effectiveness", "--out", bad, *TINY)  # fmt: skip
+    assert res.one_line_error("no labelled training review carries a 'effectiveness' rating")
+    assert not bad.exists() and not work_dir_for(bad).exists()
 
 
 def test_augmented_copies_are_perturbed_seeded_and_never_empty() -> None:

@@ -820,6 +820,14 @@ def distill(
             help="Weight of matching the teacher's review vectors (distill.hint_weight; 0 = off).",
         ),
     ] = None,
+    evidence: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--evidence",
+            help="Auxiliary rating (e.g. effectiveness) that sharpens the teacher's targets where a "
+            "training review carries it (distill.evidence); repeatable.",
+        ),
+    ] = None,
     max_epochs: Annotated[int | None, typer.Option("--max-epochs", help="Epoch limit.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config field.")] = None,
@@ -844,6 +852,7 @@ def distill(
         ("objective", objective),
         ("augment", augment),
         ("hint_weight", hint_weight),
+        ("evidence", tuple(evidence) if evidence else None),
     )
     if any(v is not None for _, v in given):
         layer["distill"] = {k: v for k, v in given if v is not None}

@@ -337,7 +337,11 @@ class DistillConfig(_Strict):
     ``hint_weight``: weight of a hint term (FitNets, Romero et al. 2015) that pulls a projection of the
     student's pooled review vector towards the teacher's (cosine distance): 384 numbers a review
     instead of 3, for a single neural teacher; 0 = off. Weight 1 on the TextCNN student: level on
-    webmd_val, 0.011 lower on AskaPatient (3 seeds), so off by default."""
+    webmd_val, 0.011 lower on AskaPatient (3 seeds), so off by default.
+    ``evidence``: auxiliary ratings (names in ``data.aux_cols``, e.g. ``effectiveness``) that sharpen
+    the teacher's answer on every training row that carries them, by Bayes' rule with
+    P(class | rating) counted on the labelled training rows: the student still reads text alone,
+    but learns from targets that know what the reviewer's stars said."""
 
     teacher: str | None = None
     temperature: float = Field(default=2.0, gt=0.0, le=20.0)
@@ -347,6 +351,7 @@ class DistillConfig(_Strict):
     augment_word_drop: float = Field(default=0.1, ge=0.0, lt=1.0)
     objective: Literal["kl", "mse"] = "kl"
     hint_weight: float = Field(default=0.0, ge=0.0, le=100.0)
+    evidence: tuple[str, ...] = ()
 
 
 LOGGER_NAMES = ("csv", "tensorboard", "mlflow")

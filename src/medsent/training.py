@@ -180,8 +180,7 @@ def train_run(
     )
     log.info("splits: %s", splits.sizes())
     prepared: dict[str, Any] = {}
-    if prepare is not None:
-        work.mkdir(parents=True, exist_ok=True)
+    if prepare is not None:  # it makes what it needs under ``work``: a refusal leaves nothing behind
         splits, prepared = prepare(splits, work)
     if not rank_zero:
         # DDP worker: train alongside rank 0, which alone writes the run folder.
