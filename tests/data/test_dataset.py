@@ -5,7 +5,7 @@ import pytest
 
 from medsent.config import CleanConfig, DataConfig, SplitConfig, build_config
 from medsent.data.clean import dedupe_key
-from medsent.data.dataset import load_labeled, make_splits
+from medsent.data.dataset import load_labeled, load_unlabeled, make_splits
 from medsent.data.presets import preset_layer
 from medsent.errors import ConfigError, DataError
 from tests.conftest import ASKAPATIENT, WEBMD_VAL, demo_as_webmd
@@ -148,3 +148,27 @@ def test_the_smallest_splittable_pool_splits_with_every_class_on_each_side() -> 
 def test_validation_file_of_the_study_is_readable(shared_file) -> None:  # type: ignore[no-untyped-def]
     data = load_labeled(shared_file(WEBMD_VAL), _webmd(), CleanConfig())
     assert 1200 <= len(data.frame) <= 1237
+
+
+def test_unlabelled_reviews_keep_their_auxiliary_ratings(tmp_path: Path) -> None:
+    """A teacher's targets can be sharpened by the stars a review carries (distill.evidence)."""
+    path = tmp_path / "eff_only.csv"
+    pd.DataFrame(
+        {
+            "review": ["Worked well for my pain.", "", "Did nothing at all for me.", "Fine, I suppose."],
+            "effectiveness": [5, 4, 9, None],  # 9: off the 1-5 scale, so missing
+        }
+    ).to_csv(path, index=False)
+    data = load_unlabeled(path, DataConfig(), CleanConfig(min_words=1))
+    frame = data.frame
+    assert frame["text"].tolist() == [
+        "Worked well for my pain.",
+        "Did nothing at all for me.",
+        "Fine, I suppose.",
+    ]
+    assert (frame["label"] == -1).all() and "aux_ease_of_use" not in frame
+    assert frame["aux_effectiveness"].tolist()[0] == 5 and frame["aux_effectiveness"].isna().tolist() == [
+        False,
+        True,
+        True,
+    ]
