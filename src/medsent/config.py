@@ -341,7 +341,10 @@ class DistillConfig(_Strict):
     ``evidence``: auxiliary ratings (names in ``data.aux_cols``, e.g. ``effectiveness``) that sharpen
     the teacher's answer on every training row that carries them, by Bayes' rule with
     P(class | rating) counted on the labelled training rows: the student still reads text alone,
-    but learns from targets that know what the reviewer's stars said."""
+    but learns from targets that know what the reviewer's stars said. With effectiveness the targets
+    score 0.728 on webmd_val against the teacher's 0.630, yet the TextCNN student drops 0.007 (MSE)
+    and 0.013 (KL) there and 0.009-0.011 on AskaPatient (3 seeds): what the stars add is not in the
+    words it reads. Off by default."""
 
     teacher: str | None = None
     temperature: float = Field(default=2.0, gt=0.0, le=20.0)
