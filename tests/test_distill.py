@@ -298,7 +298,10 @@ def test_a_student_matches_a_neural_teachers_review_vectors(
     # What the student matches: each dimension centred and scaled over the training rows.
     z = standardise(feats)
     assert np.allclose(z.mean(axis=0), 0, atol=1e-4)
-    assert np.allclose(z.std(axis=0), 1, atol=0.05)  # a near-constant dimension stays under 1
+    # Unit variance, except a near-constant dimension (float16 storage can leave a spread of ~1e-6),
+    # which stays under 1 rather than being blown up.
+    spread, raw = z.std(axis=0), feats.std(axis=0)
+    assert np.all((np.abs(spread - 1) < 0.05) | ((raw < 1e-4) & (spread <= 1)))
     raw_cos = feats @ feats.T / np.outer(np.linalg.norm(feats, axis=1), np.linalg.norm(feats, axis=1))
     z_cos = z @ z.T / np.outer(np.linalg.norm(z, axis=1), np.linalg.norm(z, axis=1))
     assert np.abs(z_cos).mean() < np.abs(raw_cos).mean()  # the shared direction is gone

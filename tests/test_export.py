@@ -1,4 +1,5 @@
-"""`medsent export --format hf`: a folder transformers loads, with medsent's own probabilities."""
+"""`medsent export --format hf`: a folder transformers loads, with medsent's own probabilities; and
+`--quantize int8`: a transformer's ONNX graph with int8 weights, checked on labelled reviews."""
 
 import json
 import shutil
@@ -67,3 +68,43 @@ def test_hf_export_refuses_what_it_cannot_export(
         export_run(svm_run, "hf", out=svm_run / "hf")
     with pytest.raises(ConfigError, match="--out does not apply to onnx"):
         export_run(textcnn_run, "onnx", out=tmp_path / "z")
+
+
+def test_int8_graph_of_a_transformer_is_checked_on_labelled_reviews_and_served(
+    cli, transformer_run: Path, textcnn_run: Path, val_csv: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import onnx
+
+    run = tmp_path / "bert"
+    shutil.copytree(transformer_run, run)
+    assert cli("export", run, "--quantize", "int8").one_line_error("--data")
+    assert cli("export", run, "--quantize", "int4", "--data", val_csv).one_line_error("known: int8")
+    assert cli("export", run, "--format", "hf", "--quantize", "int8", "--data", val_csv).one_line_error(
+        "onnx exports only"
+    )
+    assert not (run / "onnx").exists()
+    res = cli("export", run, "--quantize", "int8", "--data", val_csv)
+    assert res.code == 0 and "int8 on" in res.out and "answers changed" in res.out, res.err
+    meta = json.loads((run / "onnx" / "export.json").read_text())
+    check = meta["int8_check"]
+    assert meta["quantized"] == "int8"
+    assert check["reviews"] >= 150 and 0.0 <= check["answers_changed"] <= 1.0
+    assert check["macro_f1_float32"] - check["macro_f1_int8"] <= 0.005
+    graph = onnx.load(str(run / "onnx" / "model.onnx"))
+    ops = {node.op_type for node in graph.graph.node}
+    assert "DynamicQuantizeLinear" in ops and ("MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops)
+    size = (run / "onnx" / "model.onnx").stat().st_size / 2**20
+    assert size < 0.5 * check["float32_megabytes"]
+    # Every batch goes to the int8 graph, and its answers are the export check's answers.
+    assert meta["onnx_max_rows"] >= 1 << 30
+    predictor = Predictor(run)
+    assert predictor.backend.startswith("onnxruntime")
+    texts = pd.read_csv(val_csv)["review"].dropna().tolist()[:30]
+    served = predictor.predict_proba(texts)
+    reference = Predictor(run, use_onnx=False).predict_proba(texts)
+    assert np.abs(served - reference).max() > 1e-6  # int8 arithmetic, not the float32 network
+    assert (served.argmax(1) == reference.argmax(1)).mean() >= 0.8
+    cnn = tmp_path / "cnn"
+    shutil.copytree(textcnn_run, cnn)
+    assert cli("export", cnn, "--quantize", "int8", "--data", val_csv).one_line_error("transformer runs")
+    assert not (cnn / "onnx").exists()

@@ -682,11 +682,24 @@ def export(
             help="onnx lookup graph: fp16 (default; half the file, probabilities within 1e-3) or fp32.",
         ),
     ] = None,
+    quantize: Annotated[
+        str | None,
+        typer.Option(
+            "--quantize",
+            help="onnx of a transformer run: int8 weights (refused if it loses > 0.005 macro-F1 on --data).",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="--quantize: labelled reviews (the run's columns) to check it on."),
+    ] = None,
 ) -> None:
     """Export the network: ONNX for predict/serve, or a folder transformers loads."""
     from medsent.export import export_run
 
-    meta = export_run(run_dir, format_, out, overwrite, compact=compact, tables=tables)
+    meta = export_run(
+        run_dir, format_, out, overwrite, compact=compact, tables=tables, quantize=quantize, data=data
+    )
     if meta.get("format") == "hf":
         typer.echo(
             f"exported {meta['path']} (AutoModelForSequenceClassification, trust_remote_code=True; "
@@ -701,6 +714,13 @@ def export(
         f"opset {meta['opset']}, {meta['export_seconds']:.1f} s); "
         f"max |p_onnx - p_torch| = {meta['max_abs_prob_diff']:.2e}"
     )
+    if meta.get("int8_check"):
+        q = meta["int8_check"]
+        typer.echo(
+            f"int8 on {q['reviews']} reviews: macro-F1 {q['macro_f1_int8']:.4f} against "
+            f"{q['macro_f1_float32']:.4f} in float32 ({q['macro_f1_change']:+.4f}), "
+            f"{q['answers_changed']:.1%} of answers changed"
+        )
     t = meta["batch64_ms_per_review"]
     rows = meta["onnx_max_rows"]
     route = "every batch" if rows >= 1 << 30 else f"batches of up to {rows} rows (PyTorch is faster above)"

@@ -192,6 +192,7 @@ class TransformerConfig(_Strict):
     pooling: Literal["mean", "cls"] = "mean"
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     freeze_layers: int = Field(default=0, ge=0)
+    # With the embeddings, the tables every layer reads (MPNet's relative position bias) freeze too.
     freeze_embeddings: bool = False
     gradual_unfreeze: bool = False
     layer_lr_decay: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -199,6 +200,14 @@ class TransformerConfig(_Strict):
     embeddings_lr: float | None = Field(default=None, gt=0.0)
     head_lr: float | None = Field(default=None, gt=0.0)
     buckets: tuple[int, ...] = (32, 64, 96, 128, 160, 192, 224, 256)
+    # The frozen-prefix cache (medsent.neural.prefix_cache): with the embeddings and the bottom
+    # freeze_layers layers frozen, their output is computed once per review (eval mode, float16,
+    # memory-mapped) and each epoch runs only the layers above. "auto": on whenever freeze_layers > 0
+    # on a CPU (a GPU computes the bottom faster than it reads it back). cache_dir: where the cache
+    # lives; by default the run's work folder (kept for --resume, removed when the run finishes);
+    # give a shared folder to reuse it across seeds and ablation variants.
+    cache_frozen: Literal["auto", "on", "off"] = "auto"
+    cache_dir: str | None = None
 
 
 class LossConfig(_Strict):
@@ -268,6 +277,10 @@ class TrainerConfig(_Strict):
     compile: bool = False
     progress_refresh: int | None = Field(default=None, ge=1)
     log_every_n_steps: int = Field(default=50, ge=1)
+    # last.ckpt is also written every this many minutes of training, between optimizer steps, so a
+    # killed run resumes (train --resume) inside the epoch it was in, losing at most that much work.
+    # None: at epoch ends only.
+    checkpoint_minutes: float | None = Field(default=10.0, gt=0.0)
     # An exponential moving average of the weights, updated every optimizer step: validation, the
     # checkpoints and the saved model use the average, which damps the epoch-to-epoch swings that warm
     # restarts cause (decay 0.999 averages over about 1,000 steps). None: off.

@@ -230,3 +230,62 @@ def test_transformer_source_errors_are_one_line_before_training(
         capsys, "--model", "bert", "--data", "x.csv", "--set", "transformer.freeze_layers=7"
     )
     assert code == 2 and "freeze_layers=7" in err
+
+
+@pytest.mark.slow
+def test_kill_9_inside_an_epoch_then_resume_matches_an_uninterrupted_run(
+    kill_9, train_csv: Path, val_csv: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Timed checkpoints (here every ~20 ms) land between the optimizer steps of an epoch; a run
+    killed after one resumes at the next batch of that epoch and ends where an uninterrupted run
+    ends."""
+    import torch
+
+    common = [
+        "--model", "textcnn", "--data", str(train_csv), "--val-data", str(val_csv), "--preset", "webmd",
+        "--test-frac", "0", "--max-epochs", "3", "--seed", "5", "--set", "trainer.batch_size=8",
+        "--set", "trainer.checkpoint_minutes=0.0003",
+    ]  # fmt: skip
+    full = tmp_path / "full"
+    subprocess.run(_cli(*common, "--out", str(full)), check=True, capture_output=True, timeout=300)
+    killed = tmp_path / "killed"
+    work = work_dir_for(killed)
+    last, history = work / "checkpoints" / "last.ckpt", work / "history.csv"
+    # The history row of epoch 1 is written before its checkpoint: a last.ckpt without it is timed.
+    kill_9(["train", *common, "--out", str(killed), *TINY], lambda: last.exists() and not history.exists())
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    (position,) = state["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    resumed = kill_9.run("train", "--resume", str(killed))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = json.loads((full / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert (
+        b["global_step"] == a["global_step"] == a["planned_steps"] and b["epochs_run"] == a["epochs_run"] == 3
+    )
+    assert position["epoch"] == 0 and 0 < position["batches_done"] < a["global_step"] / 3  # in epoch 1
+    assert b["best_val_macro_f1"] == pytest.approx(a["best_val_macro_f1"], abs=1e-9)
+    assert b["val"]["macro_f1"] == pytest.approx(a["val"]["macro_f1"], abs=1e-9)
+    assert b["val"]["ece"] == pytest.approx(a["val"]["ece"], abs=1e-9)
+
+
+def test_auto_precision_uses_bf16_only_where_the_cpu_has_it() -> None:
+    import warnings
+
+    from medsent.neural.fit import cpu_has_bf16, resolve_precision
+
+    assert resolve_precision("auto", "cpu") == ("bf16-mixed" if cpu_has_bf16() else "32-true")
+    assert resolve_precision("32", "cpu") == "32-true"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_precision("bf16", "cpu") == "bf16-mixed"  # asked for: honoured
+    assert any("emulated" in str(w.message) for w in caught) != cpu_has_bf16()
+
+
+def test_planned_steps_follow_lightnings_count() -> None:
+    from medsent.config import TrainerConfig
+    from medsent.neural.fit import stepping_batches
+
+    tc = TrainerConfig(max_epochs=3, accumulate=2)
+    assert stepping_batches(75, tc) == 38 * 3
+    assert stepping_batches(75, TrainerConfig(max_epochs=2, limit_train_batches=4)) == 8
+    assert stepping_batches(75, TrainerConfig(max_epochs=1, limit_train_batches=0.5)) == 37

@@ -25,7 +25,8 @@ class PadCollator:
         self.static = static
 
     def __call__(self, items: list[tuple[Any, ...]]) -> dict[str, torch.Tensor]:
-        """Items are (ids, label) or (ids, label, {"targets": levels, "soft": teacher probabilities})."""
+        """Items are (ids, label) or (ids, label, extras): "targets" (levels), "soft" (teacher
+        probabilities), "hint" (teacher vector), "prefix" (cached hidden states, length x hidden)."""
         longest = max(len(item[0]) for item in items)
         width = max(self.buckets[bucket_of(longest, self.buckets)], longest) if self.static else longest
         input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
@@ -42,4 +43,11 @@ class PadCollator:
             for key, dtype in (("targets", torch.long), ("soft", torch.float32), ("hint", torch.float32)):
                 if key in items[0][2]:
                     batch[key] = torch.as_tensor(np.stack([item[2][key] for item in items]), dtype=dtype)
+            if "prefix" in items[0][2]:
+                # Cached hidden states after a frozen encoder bottom stand in for the token ids.
+                rows = [item[2]["prefix"] for item in items]
+                hidden = np.zeros((len(items), width, rows[0].shape[1]), dtype=np.float32)
+                for row, states in enumerate(rows):
+                    hidden[row, : len(states)] = states
+                batch["input_ids"] = torch.from_numpy(hidden)
         return batch

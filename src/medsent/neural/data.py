@@ -9,7 +9,7 @@ of 32 for transformers) is the middle way: few shapes, little padding.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import lightning as L
@@ -29,9 +29,12 @@ class EncodedDataset(Dataset[tuple[Any, ...]]):
         targets: np.ndarray | None = None,
         soft: np.ndarray | None = None,
         hint: np.ndarray | None = None,
+        prefix: Any = None,
     ) -> None:
         """``targets``: rows x extra target levels (-1 missing); ``soft``: rows x classes of teacher
-        probabilities for distillation; ``hint``: rows x the teacher's review vector."""
+        probabilities for distillation; ``hint``: rows x the teacher's review vector; ``prefix``:
+        each row's cached frozen-prefix hidden states (``PrefixRows``), which the batches then carry
+        in place of token ids."""
         self.ids = list(ids)
         self.labels = list(labels) if labels is not None else [-1] * len(self.ids)
         self.targets = (
@@ -39,6 +42,7 @@ class EncodedDataset(Dataset[tuple[Any, ...]]):
         )
         self.soft = None if soft is None else np.asarray(soft, dtype=np.float32)
         self.hint = None if hint is None else np.asarray(hint, dtype=np.float32)
+        self.prefix = prefix
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -51,6 +55,8 @@ class EncodedDataset(Dataset[tuple[Any, ...]]):
             extras["soft"] = self.soft[i]
         if self.hint is not None:
             extras["hint"] = self.hint[i]
+        if self.prefix is not None:
+            extras["prefix"] = self.prefix[i]
         if not extras:
             return self.ids[i], self.labels[i]
         return self.ids[i], self.labels[i], extras
@@ -150,6 +156,9 @@ class ReviewDataModule(L.LightningDataModule):
         )
         return DataLoader(data, batch_sampler=sampler, collate_fn=self.collate)
 
+    def _epoch(self) -> int:
+        return int(self.trainer.current_epoch) if self.trainer is not None else 0
+
     def _on_device(self, name: str, data: EncodedDataset, batch_size: int, shuffle: bool) -> DeviceBatches:
         if name not in self._device_cache:
             assert self.trainer is not None  # only asked for inside a fit
@@ -163,13 +172,15 @@ class ReviewDataModule(L.LightningDataModule):
                 self.trainer.strategy.root_device,
                 self.trainer.global_rank,
                 self.trainer.world_size,
+                self._epoch if shuffle else None,
             )
         return self._device_cache[name]
 
     def train_dataloader(self) -> Any:
         if self.device_data and self.trainer is not None:
             return self._on_device("train", self.train_set, self.batch_size, shuffle=True)
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        loader = self._loader(self.train_set, self.batch_size, shuffle=True)
+        return ResumableBatches(loader, self._epoch)
 
     def val_dataloader(self) -> Any:
         if self.val_set is None:
@@ -179,7 +190,63 @@ class ReviewDataModule(L.LightningDataModule):
         return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
 
 
-class DeviceBatches:
+class _MidEpochResume:
+    """An epoch's batches as a pure function of (seed, epoch), resumable in the middle of an epoch.
+
+    Lightning saves ``state_dict()`` in every checkpoint and hands it back through ``load_state_dict``
+    before the first batch of a resumed fit; a checkpoint written in the middle of epoch e after n
+    batches (``mark``) makes that epoch start at batch n. The epoch is read from the trainer when an
+    epoch's iteration starts, which Lightning does before its own ``set_epoch`` calls on a resume.
+    Both need the data to be first iterated after the checkpoint is restored: the module is given
+    its step count (``SentimentModule(total_steps=...)``), since asking Lightning for its estimate
+    iterates the data earlier.
+    """
+
+    sampler: BucketBatchSampler
+    epoch_of: Callable[[], int] | None  # None: the sampler's own epoch (set_epoch)
+    _mark: tuple[int, int] = (-1, 0)
+    _skip: tuple[int, int] = (-1, 0)
+
+    def mark(self, epoch: int, batches_done: int) -> None:
+        """Record how far training got, for the next checkpoint."""
+        self._mark = (epoch, batches_done)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._mark[0], "batches_done": self._mark[1]}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._skip = (int(state.get("epoch", -1)), int(state.get("batches_done", 0)))
+
+    def _epoch_batches(self) -> list[list[int]]:
+        if self.epoch_of is not None:
+            self.sampler.set_epoch(self.epoch_of())
+        epoch = self.sampler.epoch
+        batches = self.sampler._batches()
+        skip = self._skip[1] if self._skip[0] == epoch else 0
+        self._skip = (-1, 0)  # only the resumed epoch starts late
+        return batches[skip:]
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class ResumableBatches(_MidEpochResume):
+    """The CPU path's training batches: a DataLoader's dataset and collation, in resumable order."""
+
+    def __init__(self, loader: DataLoader[Any], epoch_of: Callable[[], int]) -> None:
+        sampler = loader.batch_sampler
+        assert isinstance(sampler, BucketBatchSampler)
+        self.sampler = sampler
+        self.batch_sampler = sampler  # where set_epoch is looked for
+        self.dataset, self.collate = loader.dataset, loader.collate_fn
+        self.epoch_of = epoch_of
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self._epoch_batches():
+            yield self.collate([self.dataset[i] for i in batch])
+
+
+class DeviceBatches(_MidEpochResume):
     """A whole padded training set kept on the accelerator, served as batches without host copies.
 
     Each bucket's reviews are padded once to the bucket's length and stored as one tensor on
@@ -199,6 +266,7 @@ class DeviceBatches:
         device: Any,
         rank: int = 0,
         world_size: int = 1,
+        epoch_of: Callable[[], int] | None = None,
     ) -> None:
         import torch
 
@@ -207,6 +275,7 @@ class DeviceBatches:
         lengths = [len(x) for x in data.ids]
         self.sampler = BucketBatchSampler(lengths, buckets, batch_size, shuffle, seed, rank, world_size)
         self.batch_sampler = self.sampler  # Lightning and our module call set_epoch through this name
+        self.epoch_of = epoch_of
         self.device = device
         # Row i of the dataset lives at (bucket tensor, row) = where[i].
         self.where: dict[int, tuple[int, int]] = {}
@@ -222,13 +291,10 @@ class DeviceBatches:
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
 
-    def __len__(self) -> int:
-        return len(self.sampler)
-
     def __iter__(self) -> Iterator[dict[str, Any]]:
         import torch
 
-        for batch in self.sampler:
+        for batch in self._epoch_batches():
             key = self.where[batch[0]][0]  # a batch never mixes buckets
             rows = torch.as_tensor([self.where[i][1] for i in batch], device=self.device)
             yield {k: v.index_select(0, rows) for k, v in self.tensors[key].items()}

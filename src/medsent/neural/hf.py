@@ -12,7 +12,12 @@ from torch import nn
 
 from medsent.config import OptimConfig, TransformerConfig
 from medsent.errors import ConfigError, RunError
-from medsent.models.transformer import TransformerClassifier, encoder_embeddings, encoder_layers
+from medsent.models.transformer import (
+    TransformerClassifier,
+    encoder_embeddings,
+    encoder_layers,
+    shared_tables,
+)
 
 ENCODER_DIR = "encoder"
 HEAD_FILE = "head.safetensors"
@@ -152,9 +157,12 @@ def check_tokenizer_fits(model: TransformerClassifier, encoder: HFTextEncoder) -
 
 
 def freeze(model: TransformerClassifier, cfg: TransformerConfig) -> dict[str, int]:
-    """Freeze the embeddings (optionally) and the bottom N layers; returns the study's parameter counts."""
+    """Freeze the embeddings (optionally, with the tables every layer reads, such as MPNet's relative
+    position bias) and the bottom N layers; returns the study's parameter counts."""
     if cfg.freeze_embeddings:
         encoder_embeddings(model.encoder).requires_grad_(False)
+        for table in shared_tables(model.encoder):
+            table.requires_grad_(False)
     for layer in encoder_layers(model.encoder)[: cfg.freeze_layers]:
         layer.requires_grad_(False)
     total = sum(p.numel() for p in model.parameters())
@@ -239,4 +247,6 @@ def unfreeze_next(model: TransformerClassifier, cfg: TransformerConfig, epoch: i
             layer.requires_grad_(True)
     if still == 0 and cfg.freeze_embeddings and epoch > cfg.freeze_layers:
         encoder_embeddings(model.encoder).requires_grad_(True)
+        for table in shared_tables(model.encoder):
+            table.requires_grad_(True)
     return still

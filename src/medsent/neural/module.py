@@ -49,10 +49,14 @@ class SentimentModule(L.LightningModule):
         seed: int = 0,
         param_groups_fn: Any = None,
         task_loss: nn.Module | None = None,
+        total_steps: int | None = None,
     ) -> None:
         """``task_loss``: a loss over the whole batch that replaces ``loss`` (TaskLoss for a TaskNet's
         extra targets, DistillLoss for a teacher's soft targets): ``task_loss.batch_loss(model,
-        batch)`` gives (loss, 3-class logits)."""
+        batch)`` gives (loss, 3-class logits). ``total_steps``: the optimizer steps of the whole
+        run, for per-step schedules; without it Lightning's estimate is asked, which iterates the
+        training data before a checkpoint is restored (so a resumed epoch would start at its
+        first batch, in epoch 0's order)."""
         super().__init__()
         self.model: nn.Module = model
         self.loss_fn: nn.Module = loss
@@ -70,9 +74,25 @@ class SentimentModule(L.LightningModule):
         self._grad_norms: list[torch.Tensor] = []
         self._max_norm = math.inf
         self._epoch_lr = optim.lr
+        self._resume_rng: torch.Tensor | None = None
+        self.total_steps = total_steps
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids, attention_mask)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A checkpoint inside an epoch resumes with the dropout draws the uninterrupted run makes.
+        checkpoint["medsent_rng"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resume_rng = checkpoint.get("medsent_rng")
+
+    def on_train_start(self) -> None:
+        # A run resumed inside an epoch gets no epoch start (which reseeds): restore the saved state.
+        if self._resume_rng is not None:
+            torch.set_rng_state(self._resume_rng)
+            self._resume_rng = None
+        self._epoch_lr = float(self.trainer.optimizers[0].param_groups[-1]["lr"])
 
     def on_train_epoch_start(self) -> None:
         # Randomness of an epoch depends only on (seed, epoch): a resumed run replays it exactly.
@@ -241,7 +261,10 @@ class SentimentModule(L.LightningModule):
                 g["weight_decay"] = cfg.weight_decay
             opt = torch.optim.Adam(groups, **kwargs)
         sched = build_scheduler(
-            opt, self.scheduler_cfg, int(self.trainer.estimated_stepping_batches), self.monitor
+            opt,
+            self.scheduler_cfg,
+            self.total_steps or int(self.trainer.estimated_stepping_batches),
+            self.monitor,
         )
         if sched is None:
             return opt

@@ -35,6 +35,8 @@ LOOKUP_MAX_NUMBERS = 1 << 27
 TABLE_TYPES = ("fp16", "fp32")
 LOOKUP_BATCH_MARGIN = 1.5  # onnxruntime keeps a lookup graph's batches unless 1.5x slower than PyTorch
 SMALL_BATCH = 8  # rows; below this onnxruntime's lower call overhead wins for every model measured
+QUANTIZE_TYPES = ("int8",)
+INT8_MAX_F1_LOSS = 0.005  # macro-F1 an int8 graph may lose against float32 on the check reviews
 
 
 def onnx_path(run_dir: Path) -> Path:
@@ -120,14 +122,22 @@ def write_onnx(
     probe_texts: list[str] | None = None,
     compact: bool = False,
     tables: str = "fp16",
+    quantize: str | None = None,
+    check: tuple[list[str], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Export ``predictor``'s PyTorch network into ``folder`` and check it against PyTorch.
 
     ``tables``: the number type of a lookup graph's tables (fp16 halves the file). Refuses a graph
     whose probabilities differ by more than ``TOLERANCE`` (``TOLERANCE_HALF`` for fp16 tables);
     returns export.json's content (also written into ``folder``), including the batch size up to
-    which onnxruntime wins.
+    which onnxruntime wins. ``quantize="int8"`` (transformer runs): the checked float32 graph's
+    weights become int8 (onnxruntime dynamic quantization), scored against PyTorch on ``check``'s
+    labelled reviews and refused if it loses more than ``INT8_MAX_F1_LOSS`` macro-F1.
     """
+    if quantize not in (None, *QUANTIZE_TYPES):
+        raise ConfigError(f"unknown quantization '{quantize}'; known: {', '.join(QUANTIZE_TYPES)}")
+    if quantize and check is None:
+        raise ConfigError("--quantize int8 needs labelled reviews to check the graph on: --data VAL.csv")
     if tables not in TABLE_TYPES:
         raise ConfigError(f"unknown table type '{tables}'; known: {', '.join(TABLE_TYPES)}")
     try:
@@ -178,17 +188,25 @@ def write_onnx(
         )
     from medsent.neural.infer import ALWAYS_ORT
 
+    quantized: dict[str, Any] = {}
+    if quantize == "int8":
+        assert check is not None
+        quantized = _quantize_int8(predictor, folder / ONNX_FILE, *check)
     timing = _batch_timing(predictor, folder / ONNX_FILE)
     # Single reviews always go to onnxruntime; big batches only where it measured faster here, or,
     # for a lookup graph, not clearly slower: the two measure level within noise, and PyTorch's
-    # batches would build a second copy of the tables in memory.
+    # batches would build a second copy of the tables in memory. An int8 graph answers every batch,
+    # so a review gets the same answer whatever batch it comes in.
     margin = LOOKUP_BATCH_MARGIN if form == "lookup" else 1.0
-    max_rows = ALWAYS_ORT if timing["onnxruntime"] <= timing["native"] * margin else SMALL_BATCH
+    faster = timing["onnxruntime"] <= timing["native"] * margin
+    max_rows = ALWAYS_ORT if faster or quantize else SMALL_BATCH
     meta = {
         "format": "onnx",
         "file": ONNX_FILE,
         "graph": form,
         "tables": table_type,
+        "quantized": quantize,
+        **quantized,
         "onnx_max_rows": max_rows,
         "batch64_ms_per_review": timing,
         "opset": OPSET,
@@ -200,6 +218,57 @@ def write_onnx(
     }
     write_json(folder / ONNX_META, meta)
     return meta
+
+
+def _quantize_int8(predictor: Any, path: Path, texts: list[str], labels: np.ndarray) -> dict[str, Any]:
+    """Replace the float32 graph at ``path`` by its int8-weight form (onnxruntime dynamic
+    quantization: int8 weights, activations quantized per batch at run time) if it keeps the
+    answers: the macro-F1 of both on ``texts`` (with the run's calibration and decision rule) may
+    differ by at most ``INT8_MAX_F1_LOSS``."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from sklearn.metrics import f1_score
+
+    tmp = path.with_name("model.int8.onnx")
+    try:
+        # The quantizer logs a suggestion to the root logger on every call; it is not for our users.
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.setLevel(level)
+    except Exception as exc:  # onnxruntime's quantizer raises its own error types
+        raise RunError(f"int8 quantization failed: {str(exc).splitlines()[0][:200]}") from None
+    reference = predictor.decide(predictor.predict_proba(texts))
+    clf = predictor.model
+    original = clf.model
+    clf.model = OrtNetwork(tmp)
+    try:
+        answers = predictor.decide(predictor.predict_proba(texts))
+    finally:
+        clf.model = original
+    f1_float = float(f1_score(labels, reference, labels=[0, 1, 2], average="macro", zero_division=0))
+    f1_int8 = float(f1_score(labels, answers, labels=[0, 1, 2], average="macro", zero_division=0))
+    changed = float(np.mean(reference != answers)) if len(texts) else 0.0
+    if f1_float - f1_int8 > INT8_MAX_F1_LOSS:
+        tmp.unlink(missing_ok=True)
+        raise RunError(
+            f"the int8 graph loses {f1_float - f1_int8:.4f} macro-F1 on the {len(texts)} check reviews "
+            f"(> {INT8_MAX_F1_LOSS}; {changed:.1%} of answers changed); export refused"
+        )
+    size = path.stat().st_size
+    os.replace(tmp, path)
+    return {
+        "int8_check": {
+            "reviews": len(texts),
+            "answers_changed": changed,
+            "macro_f1_float32": f1_float,
+            "macro_f1_int8": f1_int8,
+            "macro_f1_change": f1_int8 - f1_float,
+            "float32_megabytes": round(size / 2**20, 1),
+        }
+    }
 
 
 def _graph_form(net: torch.nn.Module, half: bool = False) -> tuple[torch.nn.Module, str]:
