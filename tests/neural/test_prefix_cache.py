@@ -127,6 +127,13 @@ def test_frozen_bottom_of_mpnet_takes_no_part_in_backpropagation(tmp_path: Path)
     assert PrefixStore(tmp_path, model, cfg(2)).folder != before
 
 
+def test_a_cache_folder_that_cannot_be_made_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot create the frozen-prefix cache"):
+        PrefixStore(blocker, tiny("bert"), cfg(2)).rows(reviews(2), 2, "32-true")
+
+
 def test_a_damaged_chunk_is_computed_again(tmp_path: Path) -> None:
     model = tiny("mpnet")
     ids = reviews(12)

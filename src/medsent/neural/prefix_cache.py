@@ -154,7 +154,11 @@ class PrefixStore:
 
     def rows(self, ids: Sequence[Sequence[int]], batch_size: int, precision: str) -> PrefixRows:
         """The prefix of every review in ``ids``, computing (and storing) only the missing ones."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parent = self.folder.parent
+            raise ConfigError(f"cannot create the frozen-prefix cache in {parent}: {exc}") from None
         keys = row_keys(ids)
         _, where = self._index()
         todo: dict[bytes, Sequence[int]] = {}
@@ -219,10 +223,11 @@ class PrefixStore:
     def _write(self, keys: np.ndarray, starts: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> None:
         name = hashlib.sha256(keys.tobytes()).hexdigest()[:24]
         data = self.folder / f"chunk-{name}.npy"
-        tmp = self.folder / f".chunk-{name}.tmp.npy"
+        # Temporary names are per process: DDP ranks may fill the same chunk side by side.
+        tmp = self.folder / f".chunk-{name}.{os.getpid()}.tmp.npy"
         np.save(tmp, rows)
         os.replace(tmp, data)
-        tmp_index = self.folder / f".chunk-{name}.tmp.npz"
+        tmp_index = self.folder / f".chunk-{name}.{os.getpid()}.tmp.npz"
         np.savez(tmp_index, keys=keys, starts=starts, lengths=lengths)
         os.replace(tmp_index, self.folder / f"chunk-{name}.index.npz")
 
