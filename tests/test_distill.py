@@ -1,4 +1,4 @@
-"""`medsent distill`: a word-model student trained on a teacher's cached probabilities."""
+"""`medsent distill`: a student trained on a teacher's cached probabilities."""
 
 import json
 import shutil
@@ -120,9 +120,8 @@ def test_bad_distillations_are_one_line_and_write_nothing(
         "run folder not found"
     )
     assert cli("distill", svm_run, "--student", "svm", *common).one_line_error(
-        "the student must be a word model"
+        "the student must be trained by the neural engine (textcnn, bilstm, transformer)"
     )
-    assert cli("distill", svm_run, "--student", "transformer", *common).one_line_error("must be a word model")
     notext = tmp_path / "notext.csv"
     notext.write_text("body,stars\nfine,3\n")
     assert cli("distill", svm_run, "--student", "textcnn", "--unlabeled", notext, *common).one_line_error(
@@ -324,3 +323,28 @@ def test_a_student_matches_a_neural_teachers_review_vectors(
               "--preset", "webmd", "--hint-weight", "1", "--out", bad, *TINY)  # fmt: skip
     assert res.one_line_error("hint_weight needs a single neural teacher run")
     assert not bad.exists() and not work_dir_for(bad).exists()
+
+
+def test_a_minilm_student_learns_a_teachers_answers_from_the_frozen_prefix_cache(
+    cli, transformer_run: Path, train_csv: Path, val_csv: Path, unlabeled_csv: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """An encoder student: the same engine, the frozen bottom computed once, a normal transformer run."""
+    out = tmp_path / "student"
+    tiny = ["--max-epochs", "1", "--set", "transformer.freeze_layers=5", "--set", "transformer.max_length=64",
+            "--set", "trainer.batch_size=32", "--set", "trainer.limit_train_batches=4",
+            "--set", "trainer.progress_bar=false", "--set", "split.test_frac=0"]  # fmt: skip
+    res = cli("distill", transformer_run, "--student", "transformer", "--data", train_csv, "--val-data", val_csv,
+              "--unlabeled", unlabeled_csv, "--preset", "webmd", "--out", out, "--temperature", "2", *tiny)  # fmt: skip
+    assert res.code == 0, res.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["teacher"]["kind"] == "transformer"
+    assert manifest["distill_sources"]["unlabelled_reviews"] == 120
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["prefix_cache"]["layers"] == 5  # teacher-labelled rows go through the cache too
+    student = Predictor(out)
+    assert student.kind.name == "transformer" and student.model_name == "transformer"
+    texts = pd.read_csv(val_csv)["review"].head(4).tolist()
+    proba = student.predict_proba(texts)
+    assert proba.shape == (4, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    # The student is a new network, not the teacher's weights carried over.
+    assert not np.allclose(proba, Predictor(transformer_run).predict_proba(texts), atol=1e-4)

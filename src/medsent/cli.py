@@ -799,7 +799,9 @@ def cascade(
 @app.command()
 def distill(
     teacher: Annotated[Path, typer.Argument(help="Teacher run folder (any run, ensembles included).")],
-    student: Annotated[str, typer.Option("--student", help="Word model to train: textcnn or bilstm.")],
+    student: Annotated[
+        str, typer.Option("--student", help="Model to train: textcnn, bilstm, or transformer (e.g. MiniLM).")
+    ],
     data: Annotated[Path, typer.Option("--data", help="Labelled training file.")],
     val_data: Annotated[Path, typer.Option("--val-data", help="Validation file (early stopping).")],
     out: Annotated[Path, typer.Option("--out", help="Run folder for the student.")],
@@ -861,7 +863,7 @@ def distill(
         ),
     ] = None,
 ) -> None:
-    """Train a fast word model on a teacher run's calibrated probabilities (knowledge distillation)."""
+    """Train a fast model on a teacher run's calibrated probabilities (knowledge distillation)."""
     from medsent.distill import distill as run_distill
 
     _setup_logging()

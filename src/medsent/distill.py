@@ -1,4 +1,4 @@
-"""`medsent distill`: a fast word model (the student) learns a slow run's answers (the teacher).
+"""`medsent distill`: a fast model (the student) learns a slow run's answers (the teacher).
 
 With 17K labelled reviews the word models are starved of data; a teacher can label as many reviews as
 there is text. Its calibrated probabilities over the training and unlabelled reviews are computed once,
@@ -257,12 +257,14 @@ def _agreement(proba: np.ndarray, gold: np.ndarray) -> float | None:
 
 
 def check_student(student: str) -> str:
+    """A student is any model the neural engine trains: a word model (TextCNN, BiLSTM), or a small
+    encoder such as MiniLM that keeps its serving cost while learning a larger encoder's answers."""
     from medsent.models.registry import MODELS, get_model_spec
 
     spec = get_model_spec(student)
-    if spec.family != "neural":
-        words = ", ".join(n for n, s in MODELS.items() if s.family == "neural")
-        raise ConfigError(f"the student must be a word model ({words}); '{student}' is not")
+    if spec.family not in ("neural", "transformer"):
+        known = ", ".join(n for n, s in MODELS.items() if s.family in ("neural", "transformer"))
+        raise ConfigError(f"the student must be trained by the neural engine ({known}); '{student}' is not")
     return spec.name
 
 
