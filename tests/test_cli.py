@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -159,6 +160,20 @@ def test_wrong_columns_and_empty_text(
     assert_one_line_error(code, err, "--text is empty")
     code, _, err = run(capsys, "predict", str(svm_run))
     assert_one_line_error(code, err, "give --text")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_scoring_a_binary_file_is_one_line_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], svm_run: Path, tmp_path: Path, suffix: str
+) -> None:
+    """Random bytes under a table's name: the parser gives up somewhere in the file, and the
+    scoring job says so in one line, as `train` does, with no output or job folder left behind."""
+    src = tmp_path / f"blob{suffix}"
+    src.write_bytes(np.random.default_rng(3).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    dst = tmp_path / "scored.csv"
+    code, _, err = run(capsys, "predict", str(svm_run), "--input", str(src), "--output", str(dst))
+    assert_one_line_error(code, err, f"{src}")
+    assert [p.name for p in tmp_path.iterdir()] == [src.name]
 
 
 def test_data_inspect_and_prepare(

@@ -37,6 +37,18 @@ JOB_FILE = "job.json"
 
 
 def _chunks(path: Path, fmt: str, rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """The input in chunks of ``rows``; a file the parser cannot read (binary, malformed) is a
+    one-line DataError, wherever in the file the parser gives up."""
+    try:
+        yield from _raw_chunks(path, fmt, rows)
+    except DataError:
+        raise
+    except Exception as exc:  # pandas, json and pyarrow each raise their own types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot parse {path} as {fmt}: {first}") from None
+
+
+def _raw_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
     if fmt in ("csv", "tsv"):
         yield from pd.read_csv(
             path,

@@ -16,6 +16,7 @@ import collections
 import contextlib
 import logging
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -67,17 +68,26 @@ class Limits(BaseModel):
         )
 
 
+# A text must hold one character outside this class: whitespace as Python and ECMAScript each define
+# it, plus control characters. Spelled as an explicit class, not \S, because regex engines disagree
+# on \S (Python counts U+001C-U+001F as space, the Rust engine schema validators use does not), and
+# the schema and the server must draw the same line. The server checks with this very pattern.
+_BLANK = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+TEXT_PATTERN = f"[^{_BLANK}]"
+_HAS_TEXT = re.compile(TEXT_PATTERN)
+
+
 def _usable(value: str, where: str = "text") -> str:
-    """Non-blank text; lone surrogates (valid JSON escapes, not Unicode) become U+FFFD."""
-    if not value.strip():
+    """Text with something to read; lone surrogates (valid JSON escapes, not Unicode) become U+FFFD."""
+    if not _HAS_TEXT.search(value):
         raise ValueError(f"{where} is empty")
     return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
 
 
 def _text_schema(limits: Limits) -> dict[str, Any]:
-    """What a text must be, stated in the OpenAPI schema: at least one non-space character, at most
-    the server's limit (longer texts are answered 413, blank ones 422)."""
-    return {"minLength": 1, "maxLength": limits.max_text_chars, "pattern": r"\S"}
+    """What a text must be, stated in the OpenAPI schema: at least one character that is neither space
+    nor control, at most the server's limit (longer texts are answered 413, blank ones 422)."""
+    return {"minLength": 1, "maxLength": limits.max_text_chars, "pattern": TEXT_PATTERN}
 
 
 def request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:

@@ -88,7 +88,15 @@ def test_label_column_with_names_and_unknown_labels(tmp_path: Path) -> None:
 def test_no_rows_left_after_cleaning(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("review,satisfaction\nok,3\n,4\n")
-    with pytest.raises(DataError, match="no rows left after cleaning"):
+    with pytest.raises(DataError, match=r"no rows left after cleaning \(2 read; drop missing text: 1; "):
+        load_labeled(path, _webmd(), CleanConfig())
+
+
+def test_ratings_all_off_the_scale_are_named_as_the_reason(tmp_path: Path) -> None:
+    """Every rating 7-9 on a 1-5 preset: the error says how many rows fell outside the scale."""
+    path = tmp_path / "x.csv"
+    path.write_text("review,satisfaction\ngood stuff here,7\nbad stuff here,9\nmeh stuff,8\n")
+    with pytest.raises(DataError, match=r"\(3 read; drop rating outside scale 1-5: 3\)$"):
         load_labeled(path, _webmd(), CleanConfig())
 
 

@@ -137,7 +137,11 @@ def map_columns(
         ).astype(np.int64)
         valid = ~missing & ~outside
         report.add(f"drop missing rating ('{col}')", n, int((~missing).sum()))
-        report.add("drop rating outside scale", int((~missing).sum()), int(valid.sum()))
+        report.add(
+            f"drop rating outside scale {scheme.scale_min:g}-{scheme.scale_max:g}",
+            int((~missing).sum()),
+            int(valid.sum()),
+        )
     else:
         parsed = frame[col].map(parse_label)
         missing = frame[col].isna()
@@ -185,7 +189,11 @@ def load_labeled(
     mapped = map_columns(raw.frame, data, raw.path, report, require_label=require_label)
     cleaned = clean_frame(mapped, clean, report)
     if cleaned.empty:
-        raise DataError(f"{raw.path.name}: no rows left after cleaning ({len(raw.frame)} read)")
+        where = "; ".join(f"{s.step}: {s.dropped}" for s in report.steps if s.dropped)
+        raise DataError(
+            f"{raw.path.name}: no rows left after cleaning ({len(raw.frame)} read"
+            + (f"; {where})" if where else ")")
+        )
     source = {
         "path": str(raw.path),
         "sha256": raw.sha256,
