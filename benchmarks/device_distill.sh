@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU lease's side of benchmarks/gpu_distill.sh: the device has no network and a 64 MiB upload, so
+# The GPU machine's side of benchmarks/gpu_distill.sh, for a machine without network access and with a
+# small upload limit:
 # the inputs travel in an ignored folder (default .dev) prepared here:
 #   .dev/teacher  the teacher run without its onnx/ folder, encoder weights cast to fp16
 #   .dev/tcache   its --teacher-cache folder (one subfolder, named by the teacher's run id)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 12's seed tables on one GPU in one call: TextCNN and BiLSTM students of one teacher against
+# The distillation seed tables on one GPU in one call: TextCNN and BiLSTM students of one teacher against
 # the same models on gold labels only, the alpha and temperature settings, 3 seeds each, all trained
 # LANES at a time (default 2: on an H200 a TextCNN student trained at 7.9-9.6K samples/s beside one
 # other run and at 1.7K/s beside nine, so more lanes only made every run slower), then the seed_groups tables on webmd_val and AskaPatient.

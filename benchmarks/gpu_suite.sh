@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU checks in one pass (mixed precision, throughput, full-pool quality), sized for a ~10-minute lease.
+# GPU checks in one pass (mixed precision, throughput, full-pool quality), each step bounded by `timeout`
+# so the whole pass fits in about 10 minutes.
 # Usage: benchmarks/gpu_suite.sh DATA_DIR OUT_DIR   (DATA_DIR holds webmd_reviews.csv and webmd_val.csv)
 # SMOKE=1 shrinks every step to a few hundred reviews and one epoch (to test the script on a CPU).
 set -u

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13 in one pass on one GPU, every step bounded by `timeout`, figures written as they come:
+# The CUDA training levers in one pass on one GPU, every step bounded by `timeout`, figures written as they come:
 #   1. a whole `medsent train --model transformer` run (V2 preset, GPU levers on) on the full pool,
 #      against the plain Hugging Face Trainer recipe on the same pool and epochs (wall, samples/s,
 #      validation macro-F1), cold start included for both;

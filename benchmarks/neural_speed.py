@@ -21,7 +21,7 @@ from medsent.config import build_config, model_preset_layer
 from medsent.data.dataset import load_labeled
 from medsent.data.presets import preset_layer
 from medsent.models.registry import get_model_spec
-from medsent.neural.fit import fit_neural
+from medsent.neural.fit import FitData, FitRequest, fit_neural
 from medsent.neural.infer import text_view
 from medsent.neural.vocab import WordVocab
 
@@ -79,7 +79,9 @@ def engine(
         },
     )
     with tempfile.TemporaryDirectory() as work:
-        fit = fit_neural(cfg, texts, labels, val[0][:64], val[1][:64], Path(work))
+        fit = fit_neural(
+            FitRequest(cfg, FitData(texts, labels), FitData(val[0][:64], val[1][:64]), Path(work))
+        )
     return float(fit.summary["train_samples_per_s"])
 
 

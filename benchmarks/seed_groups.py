@@ -1,13 +1,14 @@
 """Compare groups of runs trained with different seeds on one labelled file: mean ± sd macro-F1 and
 Neutral F1 per group, and the paired bootstrap 95% interval of each group's difference to a base group
-(reviews resampled jointly; seeds paired in the order given). Used for issue 12's distillation table.
+(reviews resampled jointly; seeds paired in the order given). The distillation tables of
+BENCHMARKS.md come from it.
 
     python benchmarks/seed_groups.py --data webmd_val.csv \
         --group gold=runs/gold-13,runs/gold-14,runs/gold-15 \
         --group student=runs/stu-13,runs/stu-14,runs/stu-15 --base gold
 
 A member may also be a .npy file that ``--save-proba`` wrote for the same --data (its labels.npy
-beside it): runs trained on a GPU lease are compared with runs here without travelling back. Saved
+beside it): runs trained on another machine are compared with runs here without copying them. Saved
 probabilities are decided by argmax (a run's macro-F1 offsets, if any, are not saved).
 """
 
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medsent.ablate import class_f1, fast_macro_f1, paired_bootstrap
+from medsent.ablate import paired_bootstrap
 from medsent.data.dataset import load_labeled_for
 from medsent.data.presets import data_layer
-from medsent.evaluation.decision import decide
+from medsent.evaluation.metrics import class_f1, decide, macro_f1_many
 from medsent.labels import LABELS
 from medsent.predict import Predictor
 
@@ -42,7 +43,7 @@ def main() -> None:
         type=Path,
         default=None,
         help="Folder for each run's probabilities and the labels (GROUP-SEEDINDEX.npy, labels.npy): "
-        "runs that cannot travel back (a GPU lease) can be compared again later.",
+        "runs trained on another machine can be compared again later without their folders.",
     )
     args = ap.parse_args()
 
@@ -88,7 +89,7 @@ def main() -> None:
     print("| group | seeds | macro-F1 mean ± sd | Neutral F1 mean ± sd | diff to base [95% CI] |")
     print("|---|---:|---:|---:|---:|")
     for name, ps in preds.items():
-        f1 = [float(fast_macro_f1(y[None], p[None])[0]) for p in ps]
+        f1 = [float(macro_f1_many(y[None], p[None])[0]) for p in ps]
         nf = [float(class_f1(y[None], p[None], neutral)[0]) for p in ps]
         cell = "base"
         if name != args.base:

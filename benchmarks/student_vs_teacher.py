@@ -4,7 +4,7 @@ For each --fit file (a random --sample of its reviews) and for --data: how often
 is the teacher's, each model's class shares, and the mean probability per class. Then offsets for
 the student (first class fixed at 0) that make its class shares on the --fit reviews match the
 teacher's there (label-free: gold labels are never read for them), and --data macro-F1 before
-and after those offsets. Used for issue 12's logit-matching section.
+and after those offsets.
 
     python benchmarks/student_vs_teacher.py minilm-full base-13 --data webmd_val.csv \
         --fit webmd_effectiveness_only.csv --fit webmd_reviews.csv --sample 1000
@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medsent.ablate import fast_macro_f1
 from medsent.data.dataset import load_labeled_for
 from medsent.data.presets import data_layer
-from medsent.evaluation.decision import decide
+from medsent.evaluation.metrics import decide, macro_f1_many
 from medsent.labels import LABELS
 from medsent.predict import Predictor
 
@@ -85,8 +84,8 @@ def main() -> None:
             fit_s.append(ps)
     off = matching_offsets(np.concatenate(fit_s), shares(np.concatenate(fit_t)))
     y = val["label"].to_numpy()
-    before = float(fast_macro_f1(y[None], decide(val_s)[None])[0])
-    after = float(fast_macro_f1(y[None], decide(val_s, off)[None])[0])
+    before = float(macro_f1_many(y[None], decide(val_s)[None])[0])
+    after = float(macro_f1_many(y[None], decide(val_s, off)[None])[0])
     print(f"share-matching offsets {fmt(off)}: {args.data.name} macro-F1 {before:.4f} -> {after:.4f}, "
           f"student shares there {fmt(shares(val_s, off))}")  # fmt: skip
 

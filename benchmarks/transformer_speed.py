@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from medsent.neural.embeddings import default_encoder_dir
 
 from medsent.config import build_config, model_preset_layer
 from medsent.data.dataset import load_labeled
 from medsent.data.presets import preset_layer
-from medsent.neural.embeddings import default_encoder_dir
-from medsent.neural.fit import fit_neural
+from medsent.neural.fit import FitData, FitRequest, fit_neural
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "webmd"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -92,7 +92,7 @@ def medsent_engine(
         },
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as work:
-        fit = fit_neural(cfg, texts, labels, val[0], val[1], Path(work))
+        fit = fit_neural(FitRequest(cfg, FitData(texts, labels), FitData(val[0], val[1]), Path(work)))
     return [float(h["train_samples_per_s"]) for h in fit.history]
 
 

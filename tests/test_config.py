@@ -25,7 +25,7 @@ def test_later_layers_override_earlier_ones_key_by_key() -> None:
         ({"split": {"val_frac": 0.5, "test_frac": 0.5}}, "split"),
         ({"data": {"rating": {"negative_max": 4, "positive_min": 3}}}, "data.rating"),
         ({"unknown_key": 1}, "unknown_key"),
-        ({"textcnn": {"pooling": "avg"}}, "textcnn.pooling"),
+        ({"textcnn": {"kernel_sizes": "avg"}}, "textcnn.kernel_sizes"),
     ],
 )
 def test_impossible_values_are_one_line_config_errors(layer: dict, field: str) -> None:

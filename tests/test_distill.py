@@ -10,14 +10,7 @@ import pytest
 
 from medsent.config import RunConfig
 from medsent.data.dataset import load_labeled_for
-from medsent.distill import (
-    apply_evidence,
-    augment_reviews,
-    standardise,
-    teacher_outputs,
-    teacher_probabilities,
-)
-from medsent.errors import ConfigError
+from medsent.distill import teacher_probabilities
 from medsent.predict import Predictor
 from medsent.training import work_dir_for
 
@@ -45,7 +38,7 @@ def test_student_trains_on_teacher_and_unlabelled_reviews(
     out = tmp_path / "student"
     res = cli("distill", teacher, "--student", "textcnn", "--data", train_csv, "--val-data", val_csv,
               "--unlabeled", unlabeled_csv, "--preset", "webmd", "--out", out, "--temperature", "3",
-              "--alpha", "0.3", "--objective", "mse", *TINY)  # fmt: skip
+              "--alpha", "0.3", *TINY)  # fmt: skip
     assert res.code == 0, res.err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["teacher"]["run"] == str(teacher) and len(manifest["teacher"]["run_id"]) == 16
@@ -54,7 +47,6 @@ def test_student_trains_on_teacher_and_unlabelled_reviews(
     assert manifest["leakage_removed"]["aux_in_val_or_test"] == 6
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == "textcnn" and cfg["distill"]["temperature"] == 3 and cfg["distill"]["alpha"] == 0.3
-    assert cfg["distill"]["objective"] == "mse"
     student = Predictor(out)  # a normal run: predict, calibrate, export, evaluate
     assert student.kind.name == "textcnn"
     assert cli("calibrate", out, "--data", val_csv).code == 0
@@ -131,117 +123,28 @@ def test_bad_distillations_are_one_line_and_write_nothing(
         "distill", textcnn_run, "--student", "textcnn", *common[: -len(TINY)], "--preset", "drugscom", *TINY
     )
     assert res.one_line_error("label map")
+    assert cli("distill", svm_run, "--student", "textcnn", "--alpha", "2", *common).one_line_error("alpha")
     assert cli("distill", svm_run, "--student", "textcnn", "--teacher-cache", notext, *common).one_line_error(
         "is a file; give a folder"
-    )
-    assert cli("distill", svm_run, "--student", "textcnn", "--augment", "99", *common).one_line_error(
-        "augment"
-    )
-    assert cli("distill", svm_run, "--student", "textcnn", "--objective", "l1", *common).one_line_error(
-        "objective"
-    )
-    assert cli("distill", svm_run, "--student", "textcnn", "--hint-weight", "-1", *common).one_line_error(
-        "hint_weight"
-    )
-    assert cli("distill", svm_run, "--student", "textcnn", "--evidence", "stars", *common).one_line_error(
-        "unknown rating 'stars'; known: effectiveness, ease_of_use"
     )
     assert not out.exists() and not work_dir_for(out).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".student.partial")]
 
 
-def test_reviewers_ratings_sharpen_the_teachers_targets_by_bayes_rule() -> None:
-    train = pd.DataFrame(
-        {
-            "label": [0, 0, 0, 2, 2, 1, -1, -1, -1, -1],
-            "aux_effectiveness": [1, 1, 1, 5, 5, 3, 1, 5, np.nan, 4],
-        }
-    )
-    proba = np.tile([0.3, 0.3, 0.4], (10, 1)).astype(np.float32)
-    proba[6] = [0.3, 0.4, 0.3]
-    sharp, record = apply_evidence(proba, train, ["effectiveness"])
-    # Add-one counts per rating: 1 -> (3+1, 1, 1), 3 -> (1, 1+1, 1), 5 -> (1, 1, 2+1); all: (6, 4, 5).
-    given_1 = np.array([4, 1, 1]) / 6
-    prior = np.array([6, 4, 5]) / 15
-    expected = proba[6] * given_1 / prior
-    assert np.allclose(sharp[6], expected / expected.sum(), atol=1e-6)
-    given_5 = np.array([1, 1, 3]) / 5
-    expected = proba[7] * given_5 / prior
-    assert np.allclose(sharp[7], expected / expected.sum(), atol=1e-6)
-    assert sharp[7].argmax() == 2 and sharp[6].argmax() == 0  # the stars outvote a mild teacher
-    assert np.allclose(sharp[8], proba[8]) and np.allclose(sharp[9], proba[9])  # no rating; one no label had
-    assert np.allclose(sharp.sum(axis=1), 1, atol=1e-6) and sharp.dtype == np.float32
-    assert record["effectiveness"]["labelled_rows"] == 6 and record["effectiveness"]["rows_sharpened"] == 8
-    assert record["effectiveness"]["class_given_rating"]["1"] == pytest.approx(given_1.tolist(), abs=1e-4)
-    with pytest.raises(ConfigError, match="no labelled training review carries a 'ease_of_use' rating"):
-        apply_evidence(proba, train, ["ease_of_use"])
-    unrated = train.assign(aux_effectiveness=[np.nan] * 6 + [1, 5, 1, 1])
-    with pytest.raises(ConfigError, match="no labelled training review"):
-        apply_evidence(proba, unrated, ["effectiveness"])
-
-
-def test_a_student_learns_from_targets_sharpened_by_effectiveness_stars(
-    cli, svm_run: Path, train_csv: Path, val_csv: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    """Unlabelled reviews keep their effectiveness stars (half of them here) and the teacher's answer
-    on every rated training review is sharpened by them; the manifest says how many."""
-    frame = pd.read_csv(train_csv)
-    texts = [f"{t} Second month now." for t in frame["review"].head(80)]
-    stars = [float(e) if i % 2 == 0 else np.nan for i, e in enumerate(frame["effectiveness"].head(80))]
-    unlabeled = tmp_path / "eff_only.csv"
-    pd.DataFrame({"review": texts, "effectiveness": stars}).to_csv(unlabeled, index=False)
-    rated = sum(1 for s in stars if s == s)
-    out = tmp_path / "student"
-    res = cli("distill", svm_run, "--student", "textcnn", "--data", train_csv, "--val-data", val_csv,
-              "--unlabeled", unlabeled, "--preset", "webmd", "--set", "split.test_frac=0",
-              "--evidence", "effectiveness", "--out", out, *TINY)  # fmt: skip
-    assert res.code == 0, res.err
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["distill_sources"]["unlabelled_reviews"] == 80
-    record = manifest["evidence"]["effectiveness"]
-    assert 0 < record["labelled_rows"] <= manifest["splits"]["train"]
-    assert record["rows_sharpened"] == record["labelled_rows"] + rated
-    assert set(record["class_given_rating"]) <= {"1", "2", "3", "4", "5"}
-    assert 0 <= manifest["target_agreement_with_gold"] <= 1
-    assert json.loads((out / "config.json").read_text())["distill"]["evidence"] == ["effectiveness"]
-    assert Predictor(out).predict_proba(texts[:2]).shape == (2, 3)  # it reads text alone
-
-    # A training file without the rating: one line, nothing written.
-    bare = tmp_path / "bare.csv"
-    frame.drop(columns=["effectiveness"]).to_csv(bare, index=False)
-    bad = tmp_path / "bad"
-    res = cli("distill", svm_run, "--student", "textcnn", "--data", bare, "--val-data", val_csv,
-              "--preset", "webmd", "--evidence", "effectiveness", "--out", bad, *TINY)  # fmt: skip
-    assert res.one_line_error("no labelled training review carries a 'effectiveness' rating")
-    assert not bad.exists() and not work_dir_for(bad).exists()
-
-
-def test_augmented_copies_are_perturbed_seeded_and_never_empty() -> None:
-    texts = [" ".join(f"w{i}" for i in range(40)), "short one here", "x"]
-    a = augment_reviews(texts, copies=3, word_drop=0.1, seed=5)
-    assert a == augment_reviews(texts, copies=3, word_drop=0.1, seed=5) and len(a) == 9
-    assert a != augment_reviews(texts, copies=3, word_drop=0.1, seed=6)
-    long = [t.split() for t in a[0::3]]  # copies of the 40-word review
-    assert all(0 < len(w) < 40 and set(w) <= set(texts[0].split()) for w in long)
-    assert all(t for t in a)  # one word survives even when dropout takes them all
-    assert augment_reviews(texts, copies=1, word_drop=0.0, seed=0)[1:] == texts[1:]  # short: not cropped
-
-
-def test_augmented_student_and_a_shared_cache(
+def test_students_share_a_teacher_cache(
     cli, svm_run: Path, train_csv: Path, val_csv: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     cache = tmp_path / "cache"
     common = ["--student", "textcnn", "--data", train_csv, "--val-data", val_csv, "--preset", "webmd",
               "--teacher-cache", cache, "--set", "split.test_frac=0", *TINY]  # fmt: skip
-    res = cli("distill", svm_run, *common, "--augment", "2", "--out", tmp_path / "a", "--seed", "3")
+    res = cli("distill", svm_run, *common, "--out", tmp_path / "a", "--seed", "3")
     assert res.code == 0, res.err
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     sources = manifest["distill_sources"]
-    assert 0 < sources["augmented_reviews"] <= 2 * sources["labelled_reviews"]
     assert sources["unlabelled_reviews"] == 0
     cached = sum(np.load(p)["keys"].shape[0] for p in cache.glob("*/chunk-*.npz"))
-    assert cached == sources["labelled_reviews"] + sources["augmented_reviews"]
-    # Another seed without augmentation: every review is already cached, nothing is computed again.
+    assert cached == sources["labelled_reviews"]
+    # Another seed: every review is already cached, nothing is computed again.
     before = {p.name: p.stat().st_mtime_ns for p in cache.glob("*/chunk-*.npz")}
     assert cli("distill", svm_run, *common, "--out", tmp_path / "b", "--seed", "4").code == 0
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*/chunk-*.npz")} == before
@@ -253,7 +156,7 @@ def test_a_killed_distillation_resumes_with_its_cached_teacher(  # type: ignore[
 ) -> None:
     cache = tmp_path / "cache"
     argv = ["distill", str(svm_run), "--student", "textcnn",
-            "--data", str(train_csv), "--val-data", str(val_csv), "--preset", "webmd", "--augment", "1",
+            "--data", str(train_csv), "--val-data", str(val_csv), "--preset", "webmd",
             "--teacher-cache", str(cache), "--max-epochs", "5", "--seed", "11",
             "--set", "trainer.num_threads=1", "--set", "trainer.progress_bar=false"]  # fmt: skip
     full = tmp_path / "full"
@@ -272,57 +175,6 @@ def test_a_killed_distillation_resumes_with_its_cached_teacher(  # type: ignore[
         == json.loads((full / "manifest.json").read_text())["distill_sources"]
     )
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*/chunk-*.npz")} == chunks  # reused
-
-
-def test_a_student_matches_a_neural_teachers_review_vectors(
-    cli, transformer_run: Path, svm_run: Path, train_csv: Path, val_csv: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    teacher = Predictor(transformer_run)
-    texts = list(dict.fromkeys(pd.read_csv(train_csv)["review"].dropna().tolist()))[:40]
-    cache = tmp_path / "cache"
-    # A cache of probabilities alone: asking for vectors computes them, and the probabilities agree.
-    probs_only = teacher_probabilities(teacher, texts[:16], cache, batch_rows=16)
-    proba, feats = teacher_outputs(teacher, texts, cache, batch_rows=16, features=True)
-    assert feats is not None and feats.shape == (40, 384)  # MiniLM's width
-    assert np.allclose(proba[:16], probs_only, atol=1e-5)
-    assert np.allclose(proba, teacher.predict_proba(texts), atol=1e-5)
-    assert np.allclose(feats, teacher.proba_and_features(texts)[1], atol=2e-3)  # stored as float16
-    before = sorted(p.name for p in cache.glob("*/chunk-*.npz"))
-    again_p, again_f = teacher_outputs(teacher, texts[::-1], cache, batch_rows=16, features=True)
-    assert sorted(p.name for p in cache.glob("*/chunk-*.npz")) == before  # all read back
-    assert (
-        again_f is not None and np.array_equal(again_f, feats[::-1]) and np.array_equal(again_p, proba[::-1])
-    )
-
-    # What the student matches: each dimension centred and scaled over the training rows.
-    z = standardise(feats)
-    assert np.allclose(z.mean(axis=0), 0, atol=1e-4)
-    # Unit variance, except a near-constant dimension (float16 storage can leave a spread of ~1e-6),
-    # which stays under 1 rather than being blown up.
-    spread, raw = z.std(axis=0), feats.std(axis=0)
-    assert np.all((np.abs(spread - 1) < 0.05) | ((raw < 1e-4) & (spread <= 1)))
-    raw_cos = feats @ feats.T / np.outer(np.linalg.norm(feats, axis=1), np.linalg.norm(feats, axis=1))
-    z_cos = z @ z.T / np.outer(np.linalg.norm(z, axis=1), np.linalg.norm(z, axis=1))
-    assert np.abs(z_cos).mean() < np.abs(raw_cos).mean()  # the shared direction is gone
-
-    out = tmp_path / "student"
-    res = cli("distill", transformer_run, "--student", "textcnn", "--data", train_csv, "--val-data", val_csv,
-              "--preset", "webmd", "--set", "split.test_frac=0", "--hint-weight", "0.5", "--objective", "mse",
-              "--out", out, *TINY)  # fmt: skip
-    assert res.code == 0, res.err
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["hints"] == {"weight": 0.5, "teacher_dim": 384}
-    assert json.loads((out / "config.json").read_text())["distill"]["hint_weight"] == 0.5
-    student = Predictor(out)  # the map onto the teacher's vectors is not part of the served network
-    assert student.kind.name == "textcnn" and student.predict_proba(texts[:3]).shape == (3, 3)
-    assert student.has_features and student.proba_and_features(texts[:3])[1].shape == (3, 12)
-
-    # A teacher without review vectors: one line, nothing written.
-    bad = tmp_path / "bad"
-    res = cli("distill", svm_run, "--student", "textcnn", "--data", train_csv, "--val-data", val_csv,
-              "--preset", "webmd", "--hint-weight", "1", "--out", bad, *TINY)  # fmt: skip
-    assert res.one_line_error("hint_weight needs a single neural teacher run")
-    assert not bad.exists() and not work_dir_for(bad).exists()
 
 
 def test_a_minilm_student_learns_a_teachers_answers_from_the_frozen_prefix_cache(

@@ -50,3 +50,11 @@ def test_import_medsent_is_light() -> None:
     code = "import sys, medsent; print(sorted(m for m in ('torch', 'lightning', 'sklearn', 'pandas') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_package_has_no_import_circles() -> None:
+    """No module reaches itself through its imports, lazy ones included: each folder depends only on
+    those below it, so a module can be read, tested and moved without dragging in its callers."""
+    graph = import_graph()
+    circles = sorted(sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1)
+    assert not circles, f"import circles: {circles}"

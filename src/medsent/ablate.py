@@ -20,6 +20,7 @@ import pandas as pd
 
 from medsent.config import RunConfig, build_config
 from medsent.errors import ConfigError
+from medsent.evaluation.metrics import class_f1, macro_f1_many
 from medsent.labels import LABELS
 from medsent.runs import read_json, write_json
 
@@ -181,28 +182,6 @@ def plan_variants(
     return {FULL: {}, **{f"no_{t}": usable[t] for t in chosen}, **extra}
 
 
-def fast_macro_f1(y: np.ndarray, pred: np.ndarray, k: int = 3) -> np.ndarray:
-    """Macro-F1 along the last axis for a batch of label vectors (bootstrap speed)."""
-    y = np.atleast_2d(y)
-    pred = np.atleast_2d(pred)
-    f1s = []
-    for c in range(k):
-        tp = ((pred == c) & (y == c)).sum(-1)
-        fp = ((pred == c) & (y != c)).sum(-1)
-        fn = ((pred != c) & (y == c)).sum(-1)
-        denom = 2 * tp + fp + fn
-        f1s.append(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0))
-    return np.mean(f1s, axis=0)
-
-
-def class_f1(y: np.ndarray, pred: np.ndarray, c: int) -> np.ndarray:
-    y = np.atleast_2d(y)
-    pred = np.atleast_2d(pred)
-    tp = ((pred == c) & (y == c)).sum(-1)
-    denom = 2 * tp + ((pred == c) & (y != c)).sum(-1) + ((pred != c) & (y == c)).sum(-1)
-    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-
-
 def paired_bootstrap(
     y: np.ndarray,
     base: list[np.ndarray],
@@ -218,13 +197,13 @@ def paired_bootstrap(
 
     def score(pred: np.ndarray) -> np.ndarray:
         p = pred[idx]
-        return fast_macro_f1(yy, p) if metric == "macro_f1" else class_f1(yy, p, LABELS.index("Neutral"))
+        return macro_f1_many(yy, p) if metric == "macro_f1" else class_f1(yy, p, LABELS.index("Neutral"))
 
     diffs = np.mean([score(o) - score(b) for b, o in zip(base, other, strict=True)], axis=0)
     point = float(
         np.mean(
             [
-                (fast_macro_f1(y, o) - fast_macro_f1(y, b))[0]
+                (macro_f1_many(y, o) - macro_f1_many(y, b))[0]
                 if metric == "macro_f1"
                 else (class_f1(y, o, 1) - class_f1(y, b, 1))[0]
                 for b, o in zip(base, other, strict=True)
@@ -267,8 +246,8 @@ def _run_one(
     run_dir = folder / "run"
     result = train_run(cfg, train, run_dir, val_path=val, overwrite=True, aux=aux)
     m = result.metrics
-    history = read_history(run_dir / "history.csv")
     predictor = Predictor(run_dir)
+    history = read_history(predictor.run.history) if predictor.run.history else []
     labeled = load_labeled_for(predictor.config, val)  # the evaluate path: the run's own mapping
     proba = predictor.predict_proba(labeled.frame["text"].tolist(), calibrated=False)
     pred = proba.argmax(axis=1)
@@ -348,7 +327,8 @@ def run_ablation(
 
 def crossfit_predictions(proba: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """Each review's decision under offsets fitted on the other half of validation (2 folds)."""
-    from medsent.evaluation.decision import _halves, decide, fit_offsets
+    from medsent.evaluation.decision import _halves, fit_offsets
+    from medsent.evaluation.metrics import decide
 
     pred = np.empty(len(y), dtype=int)
     a, b = _halves(y, np.random.default_rng(seed))

@@ -56,10 +56,7 @@ class Model:
     @property
     def metrics(self) -> dict[str, Any]:
         """The figures stored in the run (validation, test, training summary)."""
-        from medsent.runs import read_json
-
-        path = self.run_dir / "metrics.json"
-        return dict(read_json(path)) if path.exists() else {}
+        return dict(self._predictor.run.metrics)
 
     def __repr__(self) -> str:
         return f"medsent.Model({str(self.run_dir)!r}, kind={self.kind!r}, backend={self.backend!r})"
@@ -97,47 +94,6 @@ def load(run: PathLike, *, use_onnx: bool = True) -> Model:
     from medsent.predict import Predictor
 
     return Model(Predictor(Path(run), use_onnx=use_onnx))
-
-
-def _override_layer(overrides: Overrides) -> dict[str, Any]:
-    from medsent.config import parse_sets
-
-    if overrides is None:
-        return {}
-    if isinstance(overrides, Mapping):
-        return dict(overrides)
-    if isinstance(overrides, str):
-        return parse_sets([overrides])
-    return parse_sets(list(overrides))
-
-
-def train_config(
-    model: str = "svm",
-    *,
-    preset: str | None = None,
-    preset_config: str | None = None,
-    config: PathLike | None = None,
-    overrides: Overrides = None,
-    layers: Sequence[Mapping[str, Any]] = (),
-) -> RunConfig:
-    """The resolved config for a run: model preset < YAML file < ``layers`` < ``overrides``.
-
-    ``overrides`` is a nested mapping (``{"svm": {"C": 0.5}}``) or ``--set`` style strings
-    (``["svm.C=0.5"]``).
-    """
-    from medsent.config import build_config, load_yaml, model_preset_layer
-    from medsent.data.presets import data_layer
-    from medsent.models.registry import get_model_spec
-
-    spec = get_model_spec(model)
-    stack: list[dict[str, Any]] = [model_preset_layer(spec.name, preset_config)]
-    if config is not None:
-        stack.append(load_yaml(Path(config)))
-    base: dict[str, Any] = {"model": spec.name}
-    if preset is not None:
-        base["data"] = data_layer(preset)
-    stack += [base, *(dict(layer) for layer in layers), _override_layer(overrides)]
-    return build_config(*stack)
 
 
 def run_training(
@@ -213,6 +169,7 @@ def train(
     it; ``preset_config`` picks the model's V1/V2 preset; ``overrides`` sets any config field.
     """
     from medsent.data.presets import data_layer
+    from medsent.training import train_config
 
     layer: dict[str, Any] = {}
     columns = data_layer(preset, text_col, label_col, rating_col)
@@ -263,7 +220,7 @@ def resume_prepare(info: dict[str, Any]) -> Any:
     cfg = build_config(info["config"])
     cache = info["distill"].get("cache")
     return teacher_prepare(
-        Predictor(Path(info["distill"]["teacher"])), cfg.distill, cfg.seed, Path(cache) if cache else None
+        Predictor(Path(info["distill"]["teacher"])), cfg.distill, Path(cache) if cache else None
     )
 
 
@@ -318,12 +275,12 @@ def _write_evaluation(
 ) -> None:
     from medsent.evaluation.analysis import confusion_heatmap, error_analysis
     from medsent.evaluation.tiers import sweep_plot, threshold_sweep
-    from medsent.runs import write_json
+    from medsent.runs import METRICS_FILE, write_json
 
     out.mkdir(parents=True, exist_ok=True)
     sweep = threshold_sweep(y, proba, offsets=predictor.offsets)
     write_json(
-        out / "metrics.json",
+        out / METRICS_FILE,
         {
             **metrics,
             "threshold_sweep": sweep,
@@ -370,29 +327,28 @@ def calibrate(
     Returns {"temperature": summary or None, "decision": summary or None}.
     """
     from medsent.data.dataset import load_labeled_for
-    from medsent.data.io import file_sha256
     from medsent.data.presets import data_layer
     from medsent.errors import ConfigError, RunError
     from medsent.evaluation.calibration import (
-        CALIBRATION_FILE,
         apply_temperature,
         calibration_summary,
         fit_temperature,
         reliability_diagram,
     )
-    from medsent.evaluation.decision import DECISION_FILE, decision_summary, offsets_hold
+    from medsent.evaluation.decision import decision_summary, offsets_hold
     from medsent.predict import Predictor
-    from medsent.runs import read_json, write_json
+    from medsent.runs import file_sha256
 
     if objective not in CALIBRATION_OBJECTIVES:
         raise ConfigError(f"unknown objective '{objective}'; known: {', '.join(CALIBRATION_OBJECTIVES)}")
-    run_dir, data_path = Path(run), Path(data)
-    predictor = Predictor(run_dir)
+    data_path = Path(data)
+    predictor = Predictor(run)
+    folder = predictor.run
     labeled = load_labeled_for(
         predictor.config, data_path, data_layer(preset, text_col, label_col, rating_col, strict)
     )
     sha = file_sha256(data_path)
-    manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
+    manifest = folder.manifest
     for role in ("train", "test"):
         info = (manifest.get("files") or {}).get(role)
         if isinstance(info, dict) and info.get("sha256") == sha:
@@ -406,11 +362,10 @@ def calibrate(
         temperature = fit_temperature(raw, y)
         summary = calibration_summary(raw, y, temperature)
         summary["data"] = source
-        reliability_diagram(y, raw, apply_temperature(raw, temperature), run_dir / "reliability.png")
-        write_json(run_dir / CALIBRATION_FILE, summary)
-        stale = run_dir / DECISION_FILE
-        if objective == "nll" and stale.exists():
-            stale.unlink()  # fitted on the old temperature's probabilities
+        reliability_diagram(y, raw, apply_temperature(raw, temperature), folder.file("reliability.png"))
+        folder.write_calibration(summary)
+        if objective == "nll" and folder.decision:
+            folder.write_decision(None)  # fitted on the old temperature's probabilities
             summary["dropped_decision_offsets"] = True
         out["temperature"] = summary
     if objective in ("macro_f1", "all"):
@@ -418,9 +373,6 @@ def calibrate(
         summary = decision_summary(proba, y, temperature)
         summary["data"] = source
         summary["kept"] = bool(force_offsets or offsets_hold(summary["crossfit"]))
-        if summary["kept"]:
-            write_json(run_dir / DECISION_FILE, summary)
-        else:
-            (run_dir / DECISION_FILE).unlink(missing_ok=True)
+        folder.write_decision(summary if summary["kept"] else None)
         out["decision"] = summary
     return out

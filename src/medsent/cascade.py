@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medsent.errors import ConfigError, RunError
-from medsent.labels import LABELS
-from medsent.runs import RunWriter, check_run_folder, read_json, write_json
+from medsent.runs import RunFolder, RunWriter, check_same_task, read_json, write_json
 
 if TYPE_CHECKING:
     from medsent.config import RunConfig
@@ -44,16 +43,16 @@ def fit_threshold(
 ) -> dict[str, Any]:
     """The lowest confidence threshold whose cascade keeps macro-F1 within ``tolerance`` of the
     slow model's, there and at every higher threshold; with the sweep it was chosen from."""
-    from medsent.ablate import fast_macro_f1
+    from medsent.evaluation.metrics import macro_f1_many
 
     y = np.asarray(y, dtype=int)
-    slow_f1 = float(fast_macro_f1(y, slow_proba.argmax(axis=1)[None, :])[0])
-    fast_f1 = float(fast_macro_f1(y, fast_proba.argmax(axis=1)[None, :])[0])
+    slow_f1 = float(macro_f1_many(y, slow_proba.argmax(axis=1)[None, :])[0])
+    fast_f1 = float(macro_f1_many(y, fast_proba.argmax(axis=1)[None, :])[0])
     candidates = np.unique(np.concatenate([np.round(np.linspace(1 / 3, 1.0, 135), 4), [1.0 + 1e-9]]))
     preds = np.stack(
         [combine(fast_proba, slow_proba, route(fast_proba, t)).argmax(axis=1) for t in candidates]
     )
-    f1 = fast_macro_f1(y, preds)
+    f1 = macro_f1_many(y, preds)
     ok = f1 >= slow_f1 - tolerance
     # Lowest threshold from which every higher one also holds.
     holds_above = np.flip(np.logical_and.accumulate(np.flip(ok)))
@@ -114,11 +113,11 @@ class CascadeModel:
             }
 
     @classmethod
-    def load(cls, run_dir: Path, use_onnx: bool = True) -> CascadeModel:
-        from medsent.ensemble import check_same_task
+    def load(cls, run: RunFolder, use_onnx: bool = True) -> CascadeModel:
         from medsent.predict import Predictor
 
-        spec = read_json(run_dir / CASCADE_FILE)
+        run_dir = run.path
+        spec = read_json(run.file(CASCADE_FILE))
         try:
             fast_rel, slow_rel, threshold = str(spec["fast"]), str(spec["slow"]), float(spec["threshold"])
         except (KeyError, TypeError, ValueError):
@@ -130,15 +129,15 @@ class CascadeModel:
             if root not in path.parents:
                 raise RunError(f"{run_dir / CASCADE_FILE}: member path '{rel}' leaves the run folder")
             members.append(Predictor(path, use_onnx=use_onnx))
-        check_same_task(members, [fast_rel, slow_rel])
+        check_same_task([m.config for m in members], [fast_rel, slow_rel])
         return cls(members[0], members[1], threshold)
 
 
-def load_run(run_dir: Path, use_onnx: bool = True) -> LoadedRun:
+def load_run(run: RunFolder, use_onnx: bool = True) -> LoadedRun:
     """Registry loader for ``cascade`` runs: the members clean the raw text their own way."""
     from medsent.models.registry import LoadedRun
 
-    model = CascadeModel.load(run_dir, use_onnx)
+    model = CascadeModel.load(run, use_onnx)
     return LoadedRun(model=model, config=model.config, raw_text=True, backend=model.backend)
 
 
@@ -153,9 +152,8 @@ def build_cascade(
 ) -> dict[str, Any]:
     """Fit the threshold on ``data`` (validation) and save the cascade as a run of its own."""
     from medsent.data.dataset import load_labeled_for
-    from medsent.data.io import file_sha256
-    from medsent.ensemble import check_same_task
     from medsent.predict import Predictor
+    from medsent.runs import file_sha256
 
     if not 0 <= tolerance < 1:
         raise ConfigError("--tolerance must be within [0, 1)")
@@ -165,7 +163,7 @@ def build_cascade(
         if run.resolve() == out.resolve():
             raise ConfigError(f"the cascade folder {out} is also one of its members")
     fast, slow = Predictor(fast_run), Predictor(slow_run)
-    check_same_task([fast, slow], [fast_run.name, slow_run.name])
+    check_same_task([fast.config, slow.config], [fast_run.name, slow_run.name])
     labeled = load_labeled_for(fast.config, data, layer or {})
     texts, y = labeled.frame["text"].tolist(), labeled.frame["label"].to_numpy()
     fitted = fit_threshold(fast.predict_proba(texts), slow.predict_proba(texts), y, tolerance)
@@ -176,7 +174,7 @@ def build_cascade(
         members.mkdir()
         for role, run in (("fast", fast_run), ("slow", slow_run)):
             shutil.copytree(run, members / names[role], symlinks=False)
-            check_run_folder(members / names[role])
+            RunFolder(members / names[role])  # the copy is checked like any run
         spec = {
             "fast": f"members/{names['fast']}",
             "slow": f"members/{names['slow']}",
@@ -184,10 +182,8 @@ def build_cascade(
             "fit_data": {"path": str(data), "sha256": file_sha256(data), "n": len(y)},
         }
         write_json(writer.path / CASCADE_FILE, spec)
-        write_json(
-            writer.path / "labels.json", {"labels": list(LABELS), "ids": {n: i for i, n in enumerate(LABELS)}}
-        )
-        write_json(writer.path / "metrics.json", {"members": list(names.values())})
+        writer.write_labels()
+        writer.write_metrics({"members": list(names.values())})
         writer.commit({"model": "cascade", "family": "cascade", "members": list(names.values())})
     except BaseException:
         writer.abort()

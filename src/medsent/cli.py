@@ -213,7 +213,8 @@ def train(
     ] = None,
 ) -> None:
     """Train one model and write a self-describing run folder."""
-    from medsent.api import resume_training, run_training, train_config
+    from medsent.api import resume_training, run_training
+    from medsent.training import train_config
 
     _setup_logging()
     if resume is not None:
@@ -823,33 +824,6 @@ def distill(
     alpha: Annotated[
         float | None, typer.Option("--alpha", help="Weight of the gold-label loss (distill.alpha).")
     ] = None,
-    objective: Annotated[
-        str | None,
-        typer.Option(
-            "--objective", help="Soft-target loss: kl (at T) or mse on centred logits (distill.objective)."
-        ),
-    ] = None,
-    augment: Annotated[
-        int | None,
-        typer.Option(
-            "--augment", help="Perturbed copies of each labelled review for the teacher (distill.augment)."
-        ),
-    ] = None,
-    hint_weight: Annotated[
-        float | None,
-        typer.Option(
-            "--hint-weight",
-            help="Weight of matching the teacher's review vectors (distill.hint_weight; 0 = off).",
-        ),
-    ] = None,
-    evidence: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--evidence",
-            help="Auxiliary rating (e.g. effectiveness) that sharpens the teacher's targets where a "
-            "training review carries it (distill.evidence); repeatable.",
-        ),
-    ] = None,
     max_epochs: Annotated[int | None, typer.Option("--max-epochs", help="Epoch limit.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config field.")] = None,
@@ -871,10 +845,6 @@ def distill(
     given = (
         ("temperature", temperature),
         ("alpha", alpha),
-        ("objective", objective),
-        ("augment", augment),
-        ("hint_weight", hint_weight),
-        ("evidence", tuple(evidence) if evidence else None),
     )
     if any(v is not None for _, v in given):
         layer["distill"] = {k: v for k, v in given if v is not None}

@@ -138,14 +138,6 @@ class VocabConfig(_Strict):
         return self
 
 
-class EmbeddingConfig(_Strict):
-    """Initial word vectors: random, or ``minilm`` (the shipped encoder's wordpiece table, 384-d), or a
-    path to any Hugging Face model folder; the model's embed_dim must match the source's width."""
-
-    init: str | None = None
-    freeze: bool = False
-
-
 class TextCNNConfig(_Strict):
     """Kim-style CNN; BatchNorm before ReLU is the study's V2 addition."""
 
@@ -154,9 +146,6 @@ class TextCNNConfig(_Strict):
     num_filters: int = Field(default=100, ge=1)
     dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
     batch_norm: bool = True
-    # max_mean also averages each filter over the review: how much of it reads one way, not only its
-    # strongest phrase (doubles the head's input; convolution cost unchanged).
-    pooling: Literal["max", "max_mean"] = "max"
 
 
 class BiLSTMConfig(_Strict):
@@ -256,11 +245,6 @@ class TrainerConfig(_Strict):
     # Off: train all max_epochs and keep the last epoch's weights (what `medsent ablate` compares against).
     early_stopping: bool = True
     min_delta: float = Field(default=0.001, ge=0.0)
-    # Warm restarts (scheduler cosine_restarts) make the score dip for a few epochs after each restart
-    # and peak at the cycle's low-rate end; "cycle_end" lets an exhausted patience stop training only
-    # at the end of a cycle. "any_epoch" (the plain rule) stays the default: no measured gain yet
-    # (BENCHMARKS.md, issue 12 fifth session). Schedules without restarts: the same either way.
-    early_stop_at: Literal["any_epoch", "cycle_end"] = "any_epoch"
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(default=1, ge=1)
     num_nodes: int = Field(default=1, ge=1)
@@ -281,10 +265,6 @@ class TrainerConfig(_Strict):
     # killed run resumes (train --resume) inside the epoch it was in, losing at most that much work.
     # None: at epoch ends only.
     checkpoint_minutes: float | None = Field(default=10.0, gt=0.0)
-    # An exponential moving average of the weights, updated every optimizer step: validation, the
-    # checkpoints and the saved model use the average, which damps the epoch-to-epoch swings that warm
-    # restarts cause (decay 0.999 averages over about 1,000 steps). None: off.
-    ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
 
 
 class TierConfig(_Strict):
@@ -343,31 +323,12 @@ class DistillConfig(_Strict):
     """Knowledge distillation (``medsent distill``): the student learns the teacher's softened,
     calibrated probabilities (KL at ``temperature``) plus the class loss on gold labels where they
     exist (weight ``alpha``). ``teacher`` is recorded by medsent distill; None means plain training.
-    alpha 0.2 scored +0.010 on webmd_val over 0.5 (3 seeds, within noise): not the default yet.
-    ``augment``: perturbed copies of each labelled review for the teacher to label (word dropout at
-    ``augment_word_drop``, half of them cropped to a span of the review). ``objective``: ``kl`` (Hinton)
-    or ``mse`` between centred logits and teacher log-probabilities (Tang et al., 2019).
-    ``hint_weight``: weight of a hint term (FitNets, Romero et al. 2015) that pulls a projection of the
-    student's pooled review vector towards the teacher's (cosine distance): 384 numbers a review
-    instead of 3, for a single neural teacher; 0 = off. Weight 1 on the TextCNN student: level on
-    webmd_val, 0.011 lower on AskaPatient (3 seeds), so off by default.
-    ``evidence``: auxiliary ratings (names in ``data.aux_cols``, e.g. ``effectiveness``) that sharpen
-    the teacher's answer on every training row that carries them, by Bayes' rule with
-    P(class | rating) counted on the labelled training rows: the student still reads text alone,
-    but learns from targets that know what the reviewer's stars said. With effectiveness the targets
-    score 0.728 on webmd_val against the teacher's 0.630, yet the TextCNN student drops 0.007 (MSE)
-    and 0.013 (KL) there and 0.009-0.011 on AskaPatient (3 seeds): what the stars add is not in the
-    words it reads. Off by default."""
+    ``teacher_batch_rows``: reviews the teacher labels per cached chunk."""
 
     teacher: str | None = None
     temperature: float = Field(default=2.0, gt=0.0, le=20.0)
     alpha: float = Field(default=0.5, ge=0.0, le=1.0)
     teacher_batch_rows: int = Field(default=2048, ge=1)
-    augment: int = Field(default=0, ge=0, le=20)
-    augment_word_drop: float = Field(default=0.1, ge=0.0, lt=1.0)
-    objective: Literal["kl", "mse"] = "kl"
-    hint_weight: float = Field(default=0.0, ge=0.0, le=100.0)
-    evidence: tuple[str, ...] = ()
 
 
 LOGGER_NAMES = ("csv", "tensorboard", "mlflow")
@@ -400,7 +361,6 @@ class RunConfig(_Strict):
     text: TextConfig = Field(default_factory=TextConfig)
     svm: SvmConfig = Field(default_factory=SvmConfig)
     vocab: VocabConfig = Field(default_factory=VocabConfig)
-    embeddings: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     textcnn: TextCNNConfig = Field(default_factory=TextCNNConfig)
     bilstm: BiLSTMConfig = Field(default_factory=BiLSTMConfig)
     transformer: TransformerConfig = Field(default_factory=TransformerConfig)

@@ -17,7 +17,7 @@ import numpy as np
 
 from medsent.errors import ConfigError, RunError
 from medsent.labels import LABELS
-from medsent.runs import RunWriter, check_run_folder, read_json, write_json
+from medsent.runs import RunFolder, RunWriter, check_same_task, read_json, write_json
 
 if TYPE_CHECKING:
     from medsent.config import RunConfig
@@ -27,22 +27,6 @@ if TYPE_CHECKING:
 ENSEMBLE_FILE = "ensemble.json"
 Method = Literal["soft", "hard"]
 METHODS: tuple[str, ...] = ("soft", "hard")
-
-
-def rating_signature(cfg: RunConfig) -> dict[str, Any]:
-    """What turns a rating into a label: runs that differ here learned different tasks."""
-    return cfg.data.rating.model_dump()
-
-
-def check_same_task(predictors: Sequence[Predictor], names: Sequence[str]) -> None:
-    """Refuse to combine or compare runs whose labels mean different things."""
-    first = rating_signature(predictors[0].config)
-    for pred, name in zip(predictors[1:], names[1:], strict=True):
-        if rating_signature(pred.config) != first:
-            raise RunError(
-                f"runs '{names[0]}' and '{name}' were trained on different label maps "
-                f"({first} vs {rating_signature(pred.config)}); refusing to mix them"
-            )
 
 
 def vote(
@@ -109,10 +93,11 @@ class EnsembleModel:
         return "+".join(sorted({m.backend for m in self.members}))
 
     @classmethod
-    def load(cls, run_dir: Path, use_onnx: bool = True) -> EnsembleModel:
+    def load(cls, run: RunFolder, use_onnx: bool = True) -> EnsembleModel:
         from medsent.predict import Predictor
 
-        spec = read_json(run_dir / ENSEMBLE_FILE)
+        run_dir = run.path
+        spec = read_json(run.file(ENSEMBLE_FILE))
         try:
             method = str(spec["method"])
             rel = [str(p) for p in spec["members"]]
@@ -129,15 +114,15 @@ class EnsembleModel:
                 raise RunError(f"{run_dir / ENSEMBLE_FILE}: member path '{p}' leaves the run folder")
             members.append(Predictor(path, use_onnx=use_onnx))
         names = [Path(p).name for p in rel]
-        check_same_task(members, names)
+        check_same_task([m.config for m in members], names)
         return cls(members, names, weights / weights.sum(), method)
 
 
-def load_run(run_dir: Path, use_onnx: bool = True) -> LoadedRun:
+def load_run(run: RunFolder, use_onnx: bool = True) -> LoadedRun:
     """Registry loader for ``ensemble`` runs: members get the raw text and clean it their own way."""
     from medsent.models.registry import LoadedRun
 
-    model = EnsembleModel.load(run_dir, use_onnx)
+    model = EnsembleModel.load(run, use_onnx)
     return LoadedRun(model=model, config=model.config, raw_text=True, backend=model.backend)
 
 
@@ -170,7 +155,7 @@ def build_ensemble(
             raise ConfigError(f"the ensemble folder {out} is also one of its members")
     predictors = [Predictor(r) for r in run_dirs]
     names = [f"{i:02d}-{Path(r).resolve().name}" for i, r in enumerate(run_dirs)]
-    check_same_task(predictors, names)
+    check_same_task([p.config for p in predictors], names)
     w = np.full(len(run_dirs), 1.0 / len(run_dirs)) if weights is None else np.asarray(weights, float)
     w = w / w.sum()
     report: dict[str, Any] = {}
@@ -194,7 +179,7 @@ def build_ensemble(
         members_dir.mkdir()
         for run, name in zip(run_dirs, names, strict=True):
             shutil.copytree(run, members_dir / name, symlinks=False)
-            check_run_folder(members_dir / name)
+            RunFolder(members_dir / name)  # the copy is checked like any run
         spec = {
             "method": method,
             "members": [f"members/{n}" for n in names],
@@ -203,14 +188,9 @@ def build_ensemble(
             **report,
         }
         write_json(writer.path / ENSEMBLE_FILE, spec)
-        write_json(
-            writer.path / "labels.json", {"labels": list(LABELS), "ids": {n: i for i, n in enumerate(LABELS)}}
-        )
-        members_meta = {
-            n: read_json(Path(r) / "metrics.json") if (Path(r) / "metrics.json").exists() else {}
-            for n, r in zip(names, run_dirs, strict=True)
-        }
-        write_json(writer.path / "metrics.json", _summed_costs(members_meta))
+        writer.write_labels()
+        members_meta = {n: p.run.metrics for n, p in zip(names, predictors, strict=True)}
+        writer.write_metrics(_summed_costs(members_meta))
         writer.commit({"model": "ensemble", "family": "ensemble", "method": method, "members": names})
     except BaseException:
         writer.abort()

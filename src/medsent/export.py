@@ -7,9 +7,6 @@ and renamed into place only once its check passed, so a failed export leaves not
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +14,7 @@ from typing import Any
 
 from medsent.errors import ConfigError, RunError
 from medsent.predict import Predictor
+from medsent.runs import atomic_folder
 
 
 @dataclass(frozen=True)
@@ -139,14 +137,6 @@ def export_run(
     inside = target.resolve() == run_dir.resolve() or run_dir.resolve() in target.resolve().parents
     if inside and not spec.inside_run:
         raise ConfigError(f"{target} is inside the run folder; export to a folder of its own")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         meta = spec.writer(predictor, tmp, probe_texts, GraphOptions(compact, tables, quantize, check))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {**meta, "path": str(target)}

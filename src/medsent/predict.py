@@ -14,55 +14,32 @@ import numpy as np
 
 from medsent.config import RunConfig
 from medsent.data.clean import normalize_text
-from medsent.errors import RunError
 from medsent.labels import LABELS
 from medsent.models.registry import RunModel, run_kind
-from medsent.runs import check_run_folder, load_config, read_json
+from medsent.runs import RunFolder
 
-__all__ = ["Predictor", "label_order", "load_config"]
-
-
-def label_order(run_dir: Path) -> list[int] | None:
-    """Column order that maps a run's own label order onto ours; refuses a different label set."""
-    stored = read_json(run_dir / "labels.json").get("labels")
-    if stored == list(LABELS):
-        return None
-    if not isinstance(stored, list) or sorted(map(str, stored)) != sorted(LABELS):
-        raise RunError(f"{run_dir}: label map {stored} is not a permutation of {list(LABELS)}")
-    return [stored.index(name) for name in LABELS]
-
-
-def _temperature(run_dir: Path) -> float | None:
-    path = run_dir / "calibration.json"
-    if not path.exists():
-        return None
-    data = read_json(path)
-    value = data.get("temperature") if isinstance(data, dict) else None
-    if not isinstance(value, (int, float)) or not 0 < value < 1e3:
-        raise RunError(f"{path} has no valid temperature")
-    return float(value)
+__all__ = ["Predictor"]
 
 
 class Predictor:
     """Raw text in, calibrated class probabilities out; the same cleaning as in training."""
 
-    def __init__(self, run_dir: str | Path, use_onnx: bool = True) -> None:
+    def __init__(self, run: str | Path | RunFolder, use_onnx: bool = True) -> None:
         """``use_onnx=False``: the PyTorch network even where the run has an ONNX export."""
-        self.run_dir = Path(run_dir)
-        self.meta: dict[str, Any] = check_run_folder(self.run_dir)
+        self.run = run if isinstance(run, RunFolder) else RunFolder(run)
+        self.run_dir = self.run.path
+        self.meta: dict[str, Any] = self.run.meta
         self.labels = list(LABELS)
-        self.kind = run_kind(str(self.meta["model"]))
-        self._order = label_order(self.run_dir)
-        loaded = self.kind.load_run(self.run_dir, use_onnx)
+        self.kind = run_kind(self.run.kind)
+        self._order = self.run.label_order
+        loaded = self.kind.load_run(self.run, use_onnx)
         self.model: RunModel = loaded.model
         self.config: RunConfig = loaded.config
         self.raw_text = loaded.raw_text
         self.backend = loaded.backend
-        self.temperature = _temperature(self.run_dir)
-        from medsent.evaluation.decision import read_offsets
-
+        self.temperature = self.run.temperature
         # The macro-F1 decision rule (``calibrate --objective macro_f1``): moves decisions only.
-        self.offsets: np.ndarray | None = read_offsets(self.run_dir, self.temperature)
+        self.offsets: np.ndarray | None = self.run.offsets(self.temperature)
 
     @property
     def model_name(self) -> str:
@@ -72,24 +49,6 @@ class Predictor:
     def predict_proba(self, texts: Sequence[str], calibrated: bool = True) -> np.ndarray:
         """Probabilities, temperature-scaled when the run was calibrated (``medsent calibrate``)."""
         return self._finish(self.model.predict_proba(self._clean(texts)), calibrated)
-
-    @property
-    def has_features(self) -> bool:
-        """Whether the run can share the review vectors its head reads (a single neural run)."""
-        return callable(getattr(self.model, "proba_and_features", None))
-
-    def proba_and_features(
-        self, texts: Sequence[str], calibrated: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``predict_proba`` and the pooled review vectors behind it, in one pass (what a student
-        matches under ``distill.hint_weight``)."""
-        if not self.has_features:
-            raise RunError(
-                f"{self.run_dir}: a {self.model_name} run has no review vectors to share; "
-                "hints need a single neural teacher run"
-            )
-        proba, feats = self.model.proba_and_features(self._clean(texts))  # type: ignore[attr-defined]
-        return self._finish(proba, calibrated), feats
 
     def _clean(self, texts: Sequence[str]) -> list[str]:
         return list(texts) if self.raw_text else [normalize_text(t, self.config.clean) for t in texts]
@@ -106,7 +65,7 @@ class Predictor:
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """Class ids for calibrated probabilities: the argmax, moved by the run's offsets if any."""
-        from medsent.evaluation.decision import decide
+        from medsent.evaluation.metrics import decide
 
         return decide(proba, self.offsets)
 

@@ -31,7 +31,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medsent._version import __version__
 from medsent.predict import Predictor
-from medsent.runs import read_json
 
 log = logging.getLogger(__name__)
 
@@ -291,8 +290,7 @@ def _shape(row: dict[str, Any], with_proba: bool) -> Prediction:
 
 def model_info(predictor: Predictor) -> dict[str, Any]:
     """What /v1/model reports: kind, labels, the run's stored metrics and how predictions are made."""
-    run_dir = predictor.run_dir
-    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
+    metrics = predictor.run.metrics
     headline = {
         role: {k: metrics[role].get(k) for k in ("n", "macro_f1", "accuracy", "kappa", "ece")}
         for role in ("val", "test")
@@ -302,7 +300,7 @@ def model_info(predictor: Predictor) -> dict[str, Any]:
         "model": predictor.model_name,
         "family": predictor.meta.get("family"),
         "labels": predictor.labels,
-        "run": run_dir.name,
+        "run": predictor.run_dir.name,
         "created": predictor.meta.get("created"),
         "medsent_version": __version__,
         "run_medsent_version": predictor.meta.get("medsent_version"),

@@ -6,7 +6,7 @@ import logging
 import platform
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from medsent.evaluation.metrics import compute_metrics, metrics_markdown
 from medsent.labels import LABELS
 from medsent.models.registry import get_model_spec
 from medsent.predict import Predictor
-from medsent.runs import RunWriter, read_json, write_json
+from medsent.runs import HISTORY_FILE, RUN_FILE, RunWriter, read_json, write_json
 from medsent.tracking import copy_logs, log_final
 from medsent.tracking import describe as describe_tracking
 from medsent.tracking import fail as fail_tracking
@@ -126,7 +126,7 @@ def _training_md(m: dict[str, Any]) -> list[str]:
             if "vocab_size" in m
             else ""
         ),
-        "- per-epoch figures: `history.csv`; plots: `curves.png`, `lr_schedule.png`",
+        f"- per-epoch figures: `{HISTORY_FILE}`; plots: `curves.png`, `lr_schedule.png`",
         "",
         "![curves](curves.png)",
         "",
@@ -140,6 +140,46 @@ def _cleaning_md(cleaning: dict[str, Any]) -> str:
         rows.append(f"| {s['step']} | {s['rows_in']} | {s['rows_out']} | {s['dropped']} | {s['changed']} |")
     rows += [f"\n- {note}" for note in cleaning["notes"]]
     return "\n".join(rows)
+
+
+def _override_layer(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+    from medsent.config import parse_sets
+
+    if overrides is None:
+        return {}
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    if isinstance(overrides, str):
+        return parse_sets([overrides])
+    return parse_sets(list(overrides))
+
+
+def train_config(
+    model: str = "svm",
+    *,
+    preset: str | None = None,
+    preset_config: str | None = None,
+    config: str | Path | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    layers: Sequence[Mapping[str, Any]] = (),
+) -> RunConfig:
+    """The resolved config for a run: model preset < YAML file < ``layers`` < ``overrides``.
+
+    ``overrides`` is a nested mapping (``{"svm": {"C": 0.5}}``) or ``--set`` style strings
+    (``["svm.C=0.5"]``).
+    """
+    from medsent.config import build_config, load_yaml, model_preset_layer
+    from medsent.data.presets import data_layer
+
+    spec = get_model_spec(model)
+    stack: list[dict[str, Any]] = [model_preset_layer(spec.name, preset_config)]
+    if config is not None:
+        stack.append(load_yaml(Path(config)))
+    base: dict[str, Any] = {"model": spec.name}
+    if preset is not None:
+        base["data"] = data_layer(preset)
+    stack += [base, *(dict(layer) for layer in layers), _override_layer(overrides)]
+    return build_config(*stack)
 
 
 def train_run(
@@ -210,16 +250,14 @@ def train_run(
         start = time.perf_counter()
         extra = fitter.fit(cfg, splits, model_dir, work, resume, tracking.loggers) or {}
         fit_s = time.perf_counter() - start
-        write_json(writer.path / "config.json", cfg.model_dump(mode="json"))
-        write_json(
-            writer.path / "labels.json", {"labels": list(LABELS), "ids": {n: i for i, n in enumerate(LABELS)}}
-        )
+        writer.write_config(cfg)
+        writer.write_labels()
         parts: dict[str, LabeledData | None] = {"train": train_data, "val": val_data, "test": test_data}
         parts.update({f"aux_{i}": d for i, d in enumerate(aux_data)})
         manifest = {**_manifest(parts, splits), **prepared}
-        write_json(writer.path / "manifest.json", manifest)
+        writer.write_manifest(manifest)
         # Score through the same loader that predict/evaluate use, so the saved artifact is what is measured.
-        write_json(writer.path / "run.json", {"model": cfg.model, "family": spec.family})
+        write_json(writer.path / RUN_FILE, {"model": cfg.model, "family": spec.family})
         predictor = Predictor(writer.path)
         metrics: dict[str, Any] = {"fit_seconds": fit_s, **extra}
         for role, frame in (("val", splits.val), ("test", splits.test)):
@@ -233,7 +271,7 @@ def train_run(
             metrics["tracking"] = describe_tracking(tracking)
             log_final(tracking, metrics)
             copy_logs(tracking, writer.path)
-        write_json(writer.path / "metrics.json", metrics)
+        writer.write_metrics(metrics)
         (writer.path / "report.md").write_text(_report(cfg, manifest, metrics, fit_s), encoding="utf-8")
         run_dir = writer.commit(
             {"model": cfg.model, "family": spec.family, "created": datetime.now(UTC).isoformat()}

@@ -158,25 +158,18 @@ def test_validation_file_of_the_study_is_readable(shared_file) -> None:  # type:
     assert 1200 <= len(data.frame) <= 1237
 
 
-def test_unlabelled_reviews_keep_their_auxiliary_ratings(tmp_path: Path) -> None:
-    """A teacher's targets can be sharpened by the stars a review carries (distill.evidence)."""
+def test_unlabelled_reviews_are_text_only_and_cleaned(tmp_path: Path) -> None:
     path = tmp_path / "eff_only.csv"
     pd.DataFrame(
         {
             "review": ["Worked well for my pain.", "", "Did nothing at all for me.", "Fine, I suppose."],
-            "effectiveness": [5, 4, 9, None],  # 9: off the 1-5 scale, so missing
+            "effectiveness": [5, 4, 9, None],
         }
     ).to_csv(path, index=False)
-    data = load_unlabeled(path, DataConfig(), CleanConfig(min_words=1))
-    frame = data.frame
+    frame = load_unlabeled(path, DataConfig(), CleanConfig(min_words=1)).frame
     assert frame["text"].tolist() == [
         "Worked well for my pain.",
         "Did nothing at all for me.",
         "Fine, I suppose.",
     ]
-    assert (frame["label"] == -1).all() and "aux_ease_of_use" not in frame
-    assert frame["aux_effectiveness"].tolist()[0] == 5 and frame["aux_effectiveness"].isna().tolist() == [
-        False,
-        True,
-        True,
-    ]
+    assert (frame["label"] == -1).all() and list(frame.columns) == ["text", "label"]

@@ -10,7 +10,8 @@ import pytest
 from sklearn.metrics import f1_score
 
 from medsent.errors import RunError
-from medsent.evaluation.decision import crossfit, decide, fit_offsets, offsets_hold
+from medsent.evaluation.decision import crossfit, fit_offsets, offsets_hold
+from medsent.evaluation.metrics import decide
 from medsent.predict import Predictor
 
 

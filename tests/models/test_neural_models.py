@@ -19,8 +19,7 @@ def _batch(width: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
 def test_outputs_do_not_depend_on_padding_width() -> None:
     ids, mask = _batch()
     wider = torch.nn.functional.pad(ids, (0, 44))
-    mean_pool = SMALL_CNN.model_copy(update={"pooling": "max_mean"})
-    for model in (TextCNN(50, SMALL_CNN), TextCNN(50, mean_pool), BiLSTMAttention(50, SMALL_LSTM)):
+    for model in (TextCNN(50, SMALL_CNN), BiLSTMAttention(50, SMALL_LSTM)):
         model.eval()
         with torch.no_grad():
             assert torch.allclose(model(ids, mask), model(wider, wider != 0), atol=1e-5)
@@ -54,18 +53,17 @@ def test_bilstm_weight_drop_is_active_only_in_training_and_trains() -> None:
     assert sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules()) == 4
 
 
-def test_textcnn_mean_pooling_averages_the_review_windows_only() -> None:
-    """max_mean adds, per filter, the mean of its ReLU outputs over the windows inside the review."""
-    model = TextCNN(50, SMALL_CNN.model_copy(update={"pooling": "max_mean", "kernel_sizes": (3,)})).eval()
-    assert model.feature_dim == 2 * 8 and model.head.in_features == 16
+def test_textcnn_max_pools_over_the_review_windows_only() -> None:
+    """Each filter's feature is the max of its ReLU outputs over the windows inside the review."""
+    model = TextCNN(50, SMALL_CNN.model_copy(update={"kernel_sizes": (3,)})).eval()
+    assert model.feature_dim == 8 and model.head.in_features == 8
     ids, mask = _batch()
     with torch.no_grad():
         feats = model.features(ids, mask)
         h = torch.relu(model.norms[0](model.convs[0](model.embedding(ids).transpose(1, 2))))
         for row, length in enumerate(mask.sum(dim=1).tolist()):
             windows = h[row, :, : max(length - 2, 1)]
-            assert torch.allclose(feats[row, :8], windows.amax(dim=1), atol=1e-6)
-            assert torch.allclose(feats[row, 8:], windows.mean(dim=1), atol=1e-6)
+            assert torch.allclose(feats[row], windows.amax(dim=1), atol=1e-6)
 
 
 def test_textcnn_lookup_form_is_the_same_function() -> None:
@@ -76,8 +74,8 @@ def test_textcnn_lookup_form_is_the_same_function() -> None:
     from medsent.models.textcnn import TextCNN, TextCNNLookup
 
     torch.manual_seed(0)
-    for batch_norm, pooling in ((True, "max"), (False, "max"), (True, "max_mean")):
-        cfg = TextCNNConfig(embed_dim=16, num_filters=6, batch_norm=batch_norm, pooling=pooling)
+    for batch_norm in (True, False):
+        cfg = TextCNNConfig(embed_dim=16, num_filters=6, batch_norm=batch_norm)
         model = TextCNN(200, cfg).eval()
         if batch_norm:  # non-trivial running statistics, as after training
             for norm in model.norms:

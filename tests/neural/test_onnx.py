@@ -145,31 +145,3 @@ def test_the_textcnn_graph_is_its_lookup_form_unless_compact_or_too_large(
     shutil.copytree(textcnn_run, run)
     export_run(run)
     assert (read_export(run) or {})["graph"] == "network"
-
-
-def test_a_mean_pooling_textcnn_exports_as_either_graph(
-    train_csv: Path, val_csv: Path, tmp_path: Path
-) -> None:
-    """``textcnn.pooling=max_mean`` reaches the exported graphs: both agree with PyTorch, short to long."""
-    import numpy as np
-
-    from medsent.config import build_config
-    from medsent.data.presets import preset_layer
-    from medsent.training import train_run
-    from tests.conftest import TINY_TEXTCNN
-
-    base = tmp_path / "base"
-    tiny = {"textcnn": {"pooling": "max_mean"}, "trainer": {"max_epochs": 1}, "split": {"test_frac": 0}}
-    train_run(
-        build_config(TINY_TEXTCNN, {"data": preset_layer("webmd")}, tiny), train_csv, base, val_path=val_csv
-    )
-    texts = ["ok", "It made me dizzy but it works.", "Great " * 300, "No change at all after a month."]
-    reference = Predictor(base).predict_proba(texts)
-    for name, kwargs in (("lookup", {"tables": "fp32"}), ("network", {"compact": True})):
-        run = tmp_path / name
-        shutil.copytree(base, run)
-        export_run(run, **kwargs)
-        predictor = Predictor(run)
-        assert predictor.backend.startswith("onnxruntime")
-        single = np.vstack([predictor.predict_proba([t]) for t in texts])
-        assert np.allclose(single, reference, atol=1e-5), name

@@ -5,7 +5,7 @@ import torch
 
 from medsent.config import SchedulerConfig
 from medsent.errors import ConfigError
-from medsent.neural.schedulers import build_scheduler, cycle_end_epochs, param_groups
+from medsent.neural.schedulers import build_scheduler, param_groups
 
 
 def _opt() -> torch.optim.Optimizer:
@@ -28,15 +28,6 @@ def test_cosine_warm_restarts_follow_the_study_table() -> None:
     cosine = [1e-6 + (1e-3 - 1e-6) * (1 + math.cos(math.pi * t / 5)) / 2 for t in range(5)]
     assert lrs[:5] == pytest.approx(cosine)
     assert lrs[5] == pytest.approx(1e-3) and lrs[15] == pytest.approx(1e-3)  # restarts at 5 and 5 + 10
-
-
-def test_cycle_ends_are_the_epochs_before_each_restart() -> None:
-    study = SchedulerConfig(name="cosine_restarts", t0=5, t_mult=2)
-    assert cycle_end_epochs(study, 15) == {4, 14}  # the lowest rates above: lrs[4] and lrs[14]
-    assert cycle_end_epochs(study, 16) == {4, 14, 34}  # the third cycle ends past max_epochs
-    assert cycle_end_epochs(SchedulerConfig(name="cosine_restarts", t0=3, t_mult=1), 9) == {2, 5, 8}
-    for name in ("plateau", "linear_warmup", "constant"):
-        assert cycle_end_epochs(SchedulerConfig(name=name), 15) is None
 
 
 def test_linear_warmup_then_decay_per_step() -> None:

@@ -204,8 +204,7 @@ def load_labeled(
 
 
 def load_unlabeled(path: str | Path, data: DataConfig, clean: CleanConfig) -> LabeledData:
-    """Text (label -1) and any auxiliary ratings: reviews a teacher labels for distillation. Cleaned
-    like training data."""
+    """Text only (label -1): reviews a teacher labels for distillation. Cleaned like training data."""
     raw = read_table(path, strict=data.strict)
     col = next((c for c in (data.text_col, "review", "text") if c in raw.frame.columns), None)
     if col is None:
@@ -216,8 +215,6 @@ def load_unlabeled(path: str | Path, data: DataConfig, clean: CleanConfig) -> La
     report.add("rows read", len(text), len(text))
     report.add("drop missing text", len(text), int(keep.sum()))
     frame = pd.DataFrame({"text": text[keep].astype(str).to_numpy(), "label": -1})
-    for name, values in _aux_values(raw.frame, data, None).items():  # for distill.evidence
-        frame[f"aux_{name}"] = values[keep].to_numpy(dtype=float)
     cleaned = clean_frame(frame, clean, report)
     if cleaned.empty:
         raise DataError(f"{raw.path.name}: no reviews left after cleaning ({len(raw.frame)} read)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -12,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from medsent.errors import DataError
+from medsent.runs import file_sha256 as file_sha256  # provenance hashes of data files
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +35,6 @@ class RawTable:
     path: Path
     sha256: str
     non_utf8_bytes: int = 0
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def detect_format(path: Path) -> str:

@@ -80,7 +80,7 @@ def error_analysis(
     frame: pd.DataFrame, proba: np.ndarray, offsets: np.ndarray | None = None
 ) -> dict[str, Any]:
     """Everything above for one model on one labelled frame (columns text, label, maybe drug/condition)."""
-    from medsent.evaluation.decision import decide
+    from medsent.evaluation.metrics import decide
 
     texts = frame["text"].tolist()
     y = frame["label"].to_numpy()

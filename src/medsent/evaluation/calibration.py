@@ -15,7 +15,6 @@ from scipy.optimize import minimize_scalar
 
 from medsent.evaluation.metrics import expected_calibration_error
 
-CALIBRATION_FILE = "calibration.json"
 _EPS = 1e-12
 
 

@@ -17,7 +17,7 @@ from medsent.evaluation.report import heading, image, paragraph, save_figure, ta
 from medsent.evaluation.tiers import sweep_plot, threshold_sweep, tier_table
 from medsent.labels import LABELS
 from medsent.predict import Predictor
-from medsent.runs import read_json, write_json
+from medsent.runs import write_json
 
 COLUMNS = (
     "run",
@@ -50,7 +50,7 @@ class Scored:
 
 def count_params(pred: Predictor) -> int | None:
     """Parameters from the run's metrics, else from the loaded model."""
-    stored = read_json(pred.run_dir / "metrics.json") if (pred.run_dir / "metrics.json").exists() else {}
+    stored = pred.run.metrics
     if isinstance(stored.get("params_total"), int):
         return int(stored["params_total"])
     n = getattr(pred.model, "n_params", None)
@@ -64,8 +64,7 @@ def count_params(pred: Predictor) -> int | None:
 
 
 def _train_seconds(pred: Predictor) -> float | None:
-    path = pred.run_dir / "metrics.json"
-    value = read_json(path).get("fit_seconds") if path.exists() else None
+    value = pred.run.metrics.get("fit_seconds")
     return float(value) if isinstance(value, (int, float)) else None
 
 
@@ -95,10 +94,7 @@ def _unique_names(run_dirs: list[Path]) -> list[str]:
 
 
 def _check_not_trained_on(pred: Predictor, name: str, sha256: str) -> None:
-    path = pred.run_dir / "manifest.json"
-    if not path.exists():
-        return
-    files = read_json(path).get("files", {})
+    files = pred.run.manifest.get("files", {})
     train = files.get("train") if isinstance(files, dict) else None
     if isinstance(train, dict) and train.get("sha256") == sha256:
         raise RunError(f"run '{name}' was trained on this very file; compare on held-out data")
@@ -113,14 +109,13 @@ def compare_runs(
 ) -> dict[str, Any]:
     """Score each run on ``data``, write table (md/csv), plots, analysis and report.html into ``out``."""
     from medsent.data.dataset import load_labeled_for
-    from medsent.data.io import file_sha256
-    from medsent.ensemble import check_same_task
+    from medsent.runs import check_same_task, file_sha256
 
     if not run_dirs:
         raise ConfigError("compare needs at least one run folder")
     names = _unique_names(run_dirs)
     predictors = [Predictor(r) for r in run_dirs]
-    check_same_task(predictors, names)
+    check_same_task([p.config for p in predictors], names)
     base_name = names[0] if baseline is None else baseline
     if base_name not in names:
         raise ConfigError(f"--baseline '{baseline}' is not one of the runs: {', '.join(names)}")

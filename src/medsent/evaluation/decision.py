@@ -12,36 +12,14 @@ halvings (``crossfit``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medsent.evaluation.metrics import EPS, compute_metrics, decide, macro_f1_many
 from medsent.labels import LABELS
 
-DECISION_FILE = "decision.json"
-_EPS = 1e-12
 GRID = np.round(np.arange(-2.0, 2.0001, 0.05), 4)
-
-
-def decide(proba: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
-    """Class ids: argmax of log p + offsets (plain argmax without offsets)."""
-    proba = np.asarray(proba, dtype=float)
-    if offsets is None:
-        return np.asarray(proba.argmax(axis=1))
-    return np.asarray((np.log(np.clip(proba, _EPS, 1.0)) + np.asarray(offsets)[None, :]).argmax(axis=1))
-
-
-def _macro_f1_many(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
-    """Macro-F1 of many prediction vectors at once: pred is (candidates, rows)."""
-    scores = np.zeros(pred.shape[0])
-    for c in range(k):
-        tp = ((pred == c) & (y == c)[None, :]).sum(axis=1)
-        fp = ((pred == c) & (y != c)[None, :]).sum(axis=1)
-        fn = ((pred != c) & (y == c)[None, :]).sum(axis=1)
-        denom = 2 * tp + fp + fn
-        scores += np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-    return scores / k
 
 
 def fit_offsets(proba: np.ndarray, y: np.ndarray, grid: np.ndarray = GRID) -> np.ndarray:
@@ -52,14 +30,14 @@ def fit_offsets(proba: np.ndarray, y: np.ndarray, grid: np.ndarray = GRID) -> np
     """
     y = np.asarray(y, dtype=int)
     k = proba.shape[1]
-    logp = np.log(np.clip(np.asarray(proba, dtype=float), _EPS, 1.0))
+    logp = np.log(np.clip(np.asarray(proba, dtype=float), EPS, 1.0))
     mesh = np.stack(np.meshgrid(*([grid] * (k - 1)), indexing="ij"), axis=-1).reshape(-1, k - 1)
     cands = np.concatenate([np.zeros((len(mesh), 1)), mesh], axis=1)
     best_score, best = -1.0, np.zeros(k)
     for start in range(0, len(cands), 512):
         chunk = cands[start : start + 512]
         pred = (logp[None, :, :] + chunk[:, None, :]).argmax(axis=2)
-        scores = _macro_f1_many(y, pred, k)
+        scores = macro_f1_many(y, pred, k)
         norms = np.abs(chunk).sum(axis=1)
         order = np.lexsort((norms, -scores))
         i = int(order[0])
@@ -123,8 +101,6 @@ def offsets_hold(crossfit_result: dict[str, Any], min_gain: float = 0.002, min_s
 
 def decision_summary(proba: np.ndarray, y: np.ndarray, temperature: float | None) -> dict[str, Any]:
     """Offsets fitted on all of ``proba`` plus the in-sample and cross-fitted figures."""
-    from medsent.evaluation.metrics import compute_metrics
-
     offsets = fit_offsets(proba, y)
     before, after = compute_metrics(y, proba), compute_metrics(y, proba, offsets)
     return {
@@ -140,29 +116,3 @@ def decision_summary(proba: np.ndarray, y: np.ndarray, temperature: float | None
         },
         "crossfit": crossfit(proba, y),
     }
-
-
-def read_offsets(run_dir: Path, temperature: float | None) -> np.ndarray | None:
-    """A run's stored offsets, refused if they were fitted on other probabilities."""
-    from medsent.errors import RunError
-    from medsent.runs import read_json
-
-    path = run_dir / DECISION_FILE
-    if not path.exists():
-        return None
-    data = read_json(path)
-    try:
-        values = np.asarray([float(data["offsets"][name]) for name in LABELS])
-    except (KeyError, TypeError, ValueError):
-        raise RunError(f"{path} has no valid offsets for {', '.join(LABELS)}") from None
-    if not np.isfinite(values).all() or np.abs(values).max() > 50:
-        raise RunError(f"{path} has no valid offsets for {', '.join(LABELS)}")
-    fitted = data.get("fitted_on_temperature")
-    if (fitted is None) != (temperature is None) or (
-        fitted is not None and temperature is not None and abs(float(fitted) - temperature) > 1e-9
-    ):
-        raise RunError(
-            f"{path} was fitted on probabilities with temperature {fitted}, the run now has {temperature}; "
-            "refit it: medsent calibrate RUN --data VAL --objective macro_f1"
-        )
-    return values

@@ -32,6 +32,35 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: in
     return float(ece)
 
 
+EPS = 1e-12
+
+
+def decide(proba: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
+    """Class ids: argmax of log p + offsets (plain argmax without offsets; see ``decision``)."""
+    proba = np.asarray(proba, dtype=float)
+    if offsets is None:
+        return np.asarray(proba.argmax(axis=1))
+    return np.asarray((np.log(np.clip(proba, EPS, 1.0)) + np.asarray(offsets)[None, :]).argmax(axis=1))
+
+
+def macro_f1_many(y: np.ndarray, pred: np.ndarray, k: int = 3) -> np.ndarray:
+    """Macro-F1 along the last axis for a batch of label vectors at once (bootstrap resamples,
+    candidate decision rules), without sklearn's per-call overhead."""
+    y = np.atleast_2d(y)
+    pred = np.atleast_2d(pred)
+    f1s = [class_f1(y, pred, c) for c in range(k)]
+    return np.mean(f1s, axis=0)
+
+
+def class_f1(y: np.ndarray, pred: np.ndarray, c: int) -> np.ndarray:
+    """F1 of class ``c`` along the last axis, batched like ``macro_f1_many``."""
+    y = np.atleast_2d(y)
+    pred = np.atleast_2d(pred)
+    tp = ((pred == c) & (y == c)).sum(-1)
+    denom = 2 * tp + ((pred == c) & (y != c)).sum(-1) + ((pred != c) & (y == c)).sum(-1)
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+
+
 def compute_metrics(
     y_true: np.ndarray, proba: np.ndarray, offsets: np.ndarray | None = None
 ) -> dict[str, Any]:
@@ -39,8 +68,6 @@ def compute_metrics(
 
     ``offsets``: the run's macro-F1 decision rule (see ``decision``); ECE stays top-label.
     """
-    from medsent.evaluation.decision import decide
-
     y_true = np.asarray(y_true, dtype=int)
     proba = np.asarray(proba, dtype=float)
     y_pred = decide(proba, offsets)

@@ -23,7 +23,7 @@ def decision_confidence(
     proba: np.ndarray, offsets: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The decided class and its calibrated probability (the confidence a tier is read from)."""
-    from medsent.evaluation.decision import decide
+    from medsent.evaluation.metrics import decide
 
     pred = decide(proba, offsets)
     return pred, proba[np.arange(len(pred)), pred]

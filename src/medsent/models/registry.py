@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from medsent.errors import ConfigError, RunError
+from medsent.runs import RunFolder
 
 if TYPE_CHECKING:
     from torch import nn
@@ -57,7 +58,7 @@ class LoadedRun:
     backend: str = "native"
 
 
-Loader = Callable[[Path, bool], LoadedRun]
+Loader = Callable[[RunFolder, bool], LoadedRun]
 
 
 def _textcnn(vocab_size: int, cfg: RunConfig) -> nn.Module:
@@ -79,13 +80,13 @@ class ModelSpec:
     negation_default: bool
     summary: str
     build: Callable[[int, Any], Any] | None = None
-    loader: str = ""  # "module:function" taking (run_dir, use_onnx) and returning a LoadedRun
+    loader: str = ""  # "module:function" taking (RunFolder, use_onnx) and returning a LoadedRun
     trainable: bool = True
     fit_with: str = ""  # "module:Class", a Fitter
 
-    def load_run(self, run_dir: Path, use_onnx: bool = True) -> LoadedRun:
+    def load_run(self, run: RunFolder, use_onnx: bool = True) -> LoadedRun:
         loader: Loader = _resolve(self.loader, f"run kind '{self.name}' has no loader")
-        return loader(run_dir, use_onnx)
+        return loader(run, use_onnx)
 
     def fitter(self) -> Fitter:
         factory = _resolve(self.fit_with, f"'{self.name}' runs are not trained by `medsent train`")

@@ -35,6 +35,7 @@ from medsent.errors import DataError, RunError
 if TYPE_CHECKING:
     from medsent.config import RunConfig
     from medsent.models.registry import LoadedRun
+    from medsent.runs import RunFolder
 
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "svm.safetensors"
@@ -219,11 +220,10 @@ class SvmFitter:
         return {}
 
 
-def load_run(run_dir: Path, use_onnx: bool = True) -> LoadedRun:
+def load_run(run: RunFolder, use_onnx: bool = True) -> LoadedRun:
     """Registry loader for ``svm`` runs (``use_onnx`` does not apply: there is no graph to run)."""
     from medsent.models.registry import LoadedRun, negation_for
-    from medsent.runs import load_config
 
-    cfg = load_config(run_dir)
-    model = SvmClassifier.load(run_dir / "model", cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
+    cfg = run.config
+    model = SvmClassifier.load(run.file("model"), cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
     return LoadedRun(model=model, config=cfg)

@@ -23,8 +23,7 @@ class TextCNN(nn.Module):
             nn.BatchNorm1d(cfg.num_filters) if cfg.batch_norm else nn.Identity() for _ in cfg.kernel_sizes
         )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.pooling = cfg.pooling
-        self.feature_dim = cfg.num_filters * len(cfg.kernel_sizes) * (2 if cfg.pooling == "max_mean" else 1)
+        self.feature_dim = cfg.num_filters * len(cfg.kernel_sizes)
         self.head = nn.Linear(self.feature_dim, num_classes)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -53,7 +52,7 @@ class TextCNN(nn.Module):
             valid = (
                 torch.arange(h.shape[2], device=h.device)[None, :] < (lengths - k + 1).clamp(min=1)[:, None]
             )
-            pooled.extend(_pool(h, valid[:, None, :], 2, self.pooling))
+            pooled.append(_max_pool(h, valid[:, None, :], 2))
         return torch.cat(pooled, dim=1)
 
     def inference_form(self, max_numbers: int = 1 << 28, half: bool = False) -> nn.Module | None:
@@ -112,7 +111,6 @@ class TextCNNLookup(nn.Module):
         self.register_buffer("scales", torch.stack(scales), persistent=False)
         self.register_buffer("shifts", torch.stack(shifts), persistent=False)
         self.head = model.head
-        self.pooling = model.pooling
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         min_len = max(self.kernel_sizes)
@@ -131,14 +129,10 @@ class TextCNNLookup(nn.Module):
                 h.add_(F.embedding(input_ids[:, j : j + width], table[j]).float())  # (B, width, F)
             h = F.relu(torch.addcmul(self.shifts[i], h, self.scales[i]))
             valid = torch.arange(width, device=h.device)[None, :] < (lengths - k + 1).clamp(min=1)[:, None]
-            pooled.extend(_pool(h, valid[:, :, None], 1, self.pooling))
+            pooled.append(_max_pool(h, valid[:, :, None], 1))
         return self.head(torch.cat(pooled, dim=1))
 
 
-def _pool(h: torch.Tensor, valid: torch.Tensor, dim: int, pooling: str) -> list[torch.Tensor]:
-    """Max (and mean) of ReLU outputs ``h`` over the valid windows along ``dim``."""
-    out = [h.masked_fill(~valid, float("-inf")).amax(dim=dim)]
-    if pooling == "max_mean":
-        mask = valid.to(h.dtype)
-        out.append((h * mask).sum(dim=dim) / mask.sum(dim=dim))
-    return out
+def _max_pool(h: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
+    """Max of ReLU outputs ``h`` over the valid windows along ``dim``."""
+    return h.masked_fill(~valid, float("-inf")).amax(dim=dim)

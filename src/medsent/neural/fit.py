@@ -19,7 +19,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from safetensors.torch import save_file
 
 from medsent.config import RunConfig
@@ -30,16 +29,16 @@ from medsent.neural.infer import WEIGHTS, text_view
 from medsent.neural.losses import DistillLoss, build_loss
 from medsent.neural.module import SentimentModule
 from medsent.neural.prefix_cache import cache_active
-from medsent.neural.schedulers import check_scheduler_name, cycle_end_epochs
+from medsent.neural.schedulers import check_scheduler_name
 from medsent.neural.targets import TaskNet, base_of, build_task_loss, save_task_heads, wrap_for_targets
 from medsent.neural.vocab import PAD_ID, WordVocab
+from medsent.runs import HISTORY_FILE
 
 log = logging.getLogger(__name__)
 
 RESUME_CKPT = "last.ckpt"
 # The teacher's probabilities that medsent.distill adds to the training split.
 SOFT_COLUMNS = ("teacher_negative", "teacher_neutral", "teacher_positive")
-HINT_COLUMN = "teacher_hint"  # as in medsent.distill, which this module does not import
 HISTORY_FIELDS = [
     "epoch",
     "train_loss",
@@ -131,17 +130,6 @@ def validate_neural_config(cfg: RunConfig) -> None:
     if cfg.loss.name not in LOSSES:
         raise ConfigError(f"unknown loss '{cfg.loss.name}'; known: {', '.join(sorted(LOSSES))}")
     check_scheduler_name(cfg.scheduler.name)
-    if cfg.embeddings.init:
-        from medsent.neural.embeddings import source_dim
-
-        width = source_dim(cfg.embeddings.init)
-        model_cfg = getattr(cfg, cfg.model, None)
-        embed_dim = getattr(model_cfg, "embed_dim", None)
-        if embed_dim is not None and embed_dim != width:
-            raise ConfigError(
-                f"embeddings.init {cfg.embeddings.init} has {width}-d vectors; "
-                f"set {cfg.model}.embed_dim={width}"
-            )
     if get_model_spec(cfg.model).family == "transformer":
         from medsent.neural.hf import validate_transformer
 
@@ -231,33 +219,6 @@ class TimedCheckpoint(Callback):
             os.replace(tmp, self.path)
         self._last = time.monotonic()
         log.info("checkpoint: epoch %d, batch %d", trainer.current_epoch + 1, batch_idx + 1)
-
-
-class CycleEarlyStopping(EarlyStopping):
-    """Early stopping that waits for the end of a warm-restart cycle to act on an exhausted patience.
-
-    After a restart the learning rate jumps back up and the score dips for a few epochs before the
-    cycle's low-rate end lifts it past the last peak (TextCNN students: best epochs 12-14 of the
-    5 + 10 cycles); a patience of 5 runs out mid-cycle and keeps the first cycle's model instead.
-    Patience still counts epochs; non-finite and threshold stops stay immediate.
-    """
-
-    def __init__(self, cycle_ends: frozenset[int], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.cycle_ends = cycle_ends
-        self._epoch = 0
-
-    def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
-        self._epoch = trainer.current_epoch
-        super()._run_early_stopping_check(trainer)
-
-    def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
-        should_stop, reason = super()._evaluate_stopping_criteria(current)
-        exhausted = should_stop and self.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED
-        if exhausted and self._epoch not in self.cycle_ends:  # wait_count keeps counting to the cycle's end
-            self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
-            return False, None
-        return should_stop, reason
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -365,15 +326,6 @@ def _prepare_word_model(
     coverage = vocab.coverage(train_view)
     log.info("vocabulary: %d tokens, %.1f%% of training tokens covered", vocab.size, 100 * coverage)
     model = wrap_for_targets(spec.build(vocab.size, cfg), cfg)
-    embedding = base_of(model).embedding
-    if cfg.embeddings.init and not (resume and (ckpt_dir_for(work_dir) / RESUME_CKPT).exists()):
-        from medsent.neural.embeddings import pretrained_matrix
-
-        matrix, _ = pretrained_matrix(vocab, cfg.embeddings.init)
-        with torch.no_grad():
-            embedding.weight.copy_(matrix)
-    if cfg.embeddings.freeze:
-        embedding.weight.requires_grad_(False)
 
     def save_weights_and_vocab(m: torch.nn.Module, folder: Path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()}
@@ -489,21 +441,35 @@ def _cached_prefix(
     return train, val, info
 
 
-def fit_neural(
-    cfg: RunConfig,
-    train_texts: Sequence[str],
-    train_labels: np.ndarray,
-    val_texts: Sequence[str],
-    val_labels: np.ndarray,
-    work_dir: Path,
-    resume: bool = False,
-    loggers: list[Any] | None = None,
-    train_targets: np.ndarray | None = None,
-    val_targets: np.ndarray | None = None,
-    train_soft: np.ndarray | None = None,
-    train_hint: np.ndarray | None = None,
-) -> NeuralFit:
+@dataclass
+class FitData:
+    """One side of a fit: texts, their class ids (-1: no label) and the optional per-row extras a
+    feature adds (extra target levels, a teacher's probabilities). A new feature adds a field here."""
+
+    texts: Sequence[str]
+    labels: np.ndarray
+    targets: np.ndarray | None = None  # rows x extra target levels, -1 where missing
+    soft: np.ndarray | None = None  # rows x classes of teacher probabilities (distillation)
+
+
+@dataclass
+class FitRequest:
+    """Everything one neural fit needs: the config, both sides, and where checkpoints live."""
+
+    cfg: RunConfig
+    train: FitData
+    val: FitData
+    work_dir: Path
+    resume: bool = False
+    loggers: list[Any] = field(default_factory=list)
+
+
+def fit_neural(request: FitRequest) -> NeuralFit:
     """Train with early stopping and return the best epoch's weights (not the last epoch's)."""
+    cfg, work_dir, resume, loggers = request.cfg, request.work_dir, request.resume, request.loggers
+    train_texts, train_labels = request.train.texts, request.train.labels
+    train_targets, train_soft = request.train.targets, request.train.soft
+    val_texts, val_labels, val_targets = request.val.texts, request.val.labels, request.val.targets
     validate_neural_config(cfg)
     spec = get_model_spec(cfg.model)
     tc = cfg.trainer
@@ -522,9 +488,7 @@ def fit_neural(
     longest = max((len(x) for x in [*prep.train_ids, *prep.val_ids]), default=1)
     buckets = shape_buckets(prep.buckets, tc, max(max(prep.buckets), longest))
     dm = ReviewDataModule(
-        EncodedDataset(
-            prep.train_ids, train_labels.tolist(), train_targets, train_soft, train_hint, prep.train_prefix
-        ),
+        EncodedDataset(prep.train_ids, train_labels.tolist(), train_targets, train_soft, prep.train_prefix),
         EncodedDataset(prep.val_ids, val_labels.tolist(), val_targets, prefix=prep.val_prefix),
         buckets,
         prep.pad_id,
@@ -561,15 +525,7 @@ def fit_neural(
         param_groups_fn=prep.param_groups_fn,
         task_loss=build_task_loss(cfg, class_loss, labelled)
         if train_soft is None
-        else DistillLoss(
-            class_loss,
-            cfg.distill.temperature,
-            cfg.distill.alpha,
-            cfg.distill.objective,
-            hint=None
-            if train_hint is None
-            else (int(base_of(model).feature_dim), int(train_hint.shape[1]), cfg.distill.hint_weight),
-        ),
+        else DistillLoss(class_loss, cfg.distill.temperature, cfg.distill.alpha),
     )
     mode = "max" if tc.monitor.endswith("f1") else "min"
     ckpt_dir = ckpt_dir_for(work_dir)
@@ -582,7 +538,7 @@ def fit_neural(
         save_last=True,
         save_on_train_epoch_end=False,  # at validation end: the resume point Lightning restores cleanly
     )
-    history_path = work_dir / "history.csv"
+    history_path = work_dir / HISTORY_FILE
     if not resume and history_path.exists():
         history_path.unlink()
     callbacks: list[Callback] = [EpochHistory(history_path), checkpoint, *prep.callbacks]
@@ -599,15 +555,7 @@ def fit_neural(
             "min_delta": tc.min_delta,
             "check_on_train_epoch_end": False,
         }
-        cycle_ends = (
-            cycle_end_epochs(cfg.scheduler, tc.max_epochs) if tc.early_stop_at == "cycle_end" else None
-        )
-        stopper = CycleEarlyStopping(cycle_ends, **rule) if cycle_ends else EarlyStopping(**rule)
-        callbacks.insert(1, stopper)
-    if tc.ema_decay is not None:
-        from lightning.pytorch.callbacks import EMAWeightAveraging
-
-        callbacks.append(EMAWeightAveraging(decay=tc.ema_decay))
+        callbacks.insert(1, EarlyStopping(**rule))
     world = tc.devices * tc.num_nodes
     precision = resolve_precision(tc.precision, tc.accelerator)
     trainer = L.Trainer(
@@ -755,13 +703,11 @@ class NeuralFitter:
         from medsent.neural.targets import check_targets, target_matrix, target_specs
 
         train_targets = val_targets = None
-        soft = hint = None
+        soft = None
         if cfg.distill.teacher is not None:
             if cfg.targets.active:
                 raise ConfigError("distillation and extra targets (targets.*) cannot be combined yet")
             soft = splits.train[list(SOFT_COLUMNS)].to_numpy(dtype=np.float32)
-            if HINT_COLUMN in splits.train.columns:
-                hint = np.stack(splits.train[HINT_COLUMN].to_list()).astype(np.float32)
         elif not cfg.targets.active and (splits.train["label"] < 0).any():
             # Rows with auxiliary ratings only feed auxiliary heads; without any they teach nothing.
             log.info(
@@ -782,25 +728,23 @@ class NeuralFitter:
                 train_targets = train_targets[useful]
         try:
             fit = fit_neural(
-                cfg,
-                splits.train["text"].tolist(),
-                splits.train["label"].to_numpy(),
-                splits.val["text"].tolist(),
-                splits.val["label"].to_numpy(),
-                work,
-                resume=resume,
-                loggers=loggers,
-                train_targets=train_targets,
-                val_targets=val_targets,
-                train_soft=soft,
-                train_hint=hint,
+                FitRequest(
+                    cfg,
+                    FitData(
+                        splits.train["text"].tolist(), splits.train["label"].to_numpy(), train_targets, soft
+                    ),
+                    FitData(splits.val["text"].tolist(), splits.val["label"].to_numpy(), val_targets),
+                    work,
+                    resume=resume,
+                    loggers=loggers,
+                )
             )
         except NonFiniteLossError as exc:
             raise TrainingError(f"{exc}; last good checkpoint kept in {work / 'checkpoints'}") from None
         if not is_global_zero():
             return None
         save_neural(fit, model_dir)
-        if (work / "history.csv").exists():
-            shutil.copyfile(work / "history.csv", model_dir.parent / "history.csv")
+        if (work / HISTORY_FILE).exists():
+            shutil.copyfile(work / HISTORY_FILE, model_dir.parent / HISTORY_FILE)
         plot_history(fit.history, model_dir.parent)
         return fit.summary

@@ -135,16 +135,11 @@ def check_hf_folder(predictor: Any, folder: Path, probe_texts: list[str] | None 
 
 
 def _model_card(predictor: Any, diff: float) -> str:
-    metrics: dict[str, Any] = {}
-    path = predictor.run_dir / "metrics.json"
-    if path.exists():
-        from medsent.runs import read_json
-
-        metrics = read_json(path).get("val", {}) or {}
+    metrics: dict[str, Any] = predictor.run.metrics.get("val", {}) or {}
     score = (
         f"validation macro-F1 {metrics['macro_f1']:.4f}, kappa {metrics['kappa']:.4f} (n={metrics['n']})"
         if {"macro_f1", "kappa", "n"} <= set(metrics)
-        else "validation figures: see the run's metrics.json"
+        else "validation figures: see the run's metrics"
     )
     return f"""---
 library_name: transformers

@@ -15,7 +15,9 @@ from medsent.data.negation import model_text
 from medsent.errors import RunError
 from medsent.models.registry import LoadedRun, get_model_spec, negation_for
 from medsent.neural.batching import PadCollator
+from medsent.neural.onnx import ALWAYS_ORT
 from medsent.neural.vocab import PAD_ID, WordVocab
+from medsent.runs import RunFolder
 
 WEIGHTS = "model.safetensors"
 
@@ -49,38 +51,6 @@ def predict_logits(
     for idx, batch in _length_batches(ids, buckets, batch_size, pad_id):
         out[idx] = model(batch["input_ids"], batch["attention_mask"]).float().numpy()
     return out
-
-
-@torch.inference_mode()
-def logits_and_features(
-    net: torch.nn.Module, ids: list[list[int]], buckets: Sequence[int], batch_size: int, pad_id: int = PAD_ID
-) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and the pooled review vectors the heads read, in one pass; ``net`` is a registered
-    model or a TaskNet around one."""
-    from medsent.neural.targets import base_of
-
-    base: Any = base_of(net)
-    wrapped = base is not net  # a TaskNet's class logits may come from another head
-    logits = np.zeros((len(ids), 3), dtype=np.float32)
-    feats = np.zeros((len(ids), int(base.feature_dim)), dtype=np.float32)
-    for idx, batch in _length_batches(ids, buckets, batch_size, pad_id):
-        f = base.features(batch["input_ids"], batch["attention_mask"])
-        z = net(batch["input_ids"], batch["attention_mask"]) if wrapped else base.classify(f)
-        logits[idx], feats[idx] = z.float().numpy(), f.float().numpy()
-    return logits, feats
-
-
-def _torch_net(model: Any, load_torch: Callable[[], torch.nn.Module] | None) -> torch.nn.Module:
-    """The PyTorch network behind a run's model (its onnxruntime graph has no review vectors)."""
-    if isinstance(model, torch.nn.Module):
-        return model
-    if isinstance(model, RoutedNetwork):
-        if model._torch is None:
-            model._torch = model.load_torch().eval()
-        return model._torch
-    if load_torch is None:
-        raise RunError("this run's network cannot be loaded in PyTorch")
-    return load_torch().eval()
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -120,9 +90,6 @@ class RoutedNetwork:
         if self._torch is None:
             self._torch = self.load_torch().eval()
         return self._torch(input_ids, attention_mask)
-
-
-ALWAYS_ORT = 1 << 30
 
 
 def _route(onnx_file: Path | None, load_torch: Callable[[], torch.nn.Module], ort_max_rows: int) -> Any:
@@ -228,15 +195,6 @@ class NeuralClassifier:
         size = batch_size_for(self.model, len(ids), self.cfg.trainer.eval_batch_size)
         return softmax(predict_logits(self.model, ids, self.cfg.vocab.buckets, size))
 
-    def proba_and_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and pooled review vectors (``distill.hint_weight``), from PyTorch."""
-        net = _torch_net(self.model, self._load_torch)
-        ids = self.vocab.encode(text_view(texts, self.cfg))
-        logits, feats = logits_and_features(
-            net, ids, self.cfg.vocab.buckets, self.cfg.trainer.eval_batch_size
-        )
-        return softmax(logits), feats
-
 
 class TransformerPredictor:
     """A fine-tuned encoder rebuilt from the run folder's Hugging Face files."""
@@ -279,23 +237,15 @@ class TransformerPredictor:
         logits = predict_logits(self.model, ids, self.cfg.transformer.buckets, size, self.encoder.pad_id)
         return softmax(logits)
 
-    def proba_and_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and the pooled encoder vectors (``distill.hint_weight``), from PyTorch."""
-        net = _torch_net(self.model, self._load_torch)
-        ids = self.encoder.encode(texts)
-        logits, feats = logits_and_features(net, ids, self.cfg.transformer.buckets, 64, self.encoder.pad_id)
-        return softmax(logits), feats
 
-
-def load_run(run_dir: Path, use_onnx: bool = True) -> LoadedRun:
+def load_run(run: RunFolder, use_onnx: bool = True) -> LoadedRun:
     """Registry loader for every neural kind: the onnxruntime graph where the run has one (and it is
     enabled), the PyTorch network otherwise."""
     from medsent.neural.onnx import onnx_enabled, onnx_path, ort_max_rows, read_export
-    from medsent.runs import load_config
 
-    cfg = load_config(run_dir)
-    exported = onnx_path(run_dir)
+    cfg = run.config
+    exported = onnx_path(run.path)
     use = exported if use_onnx and exported.is_file() and onnx_enabled() else None
-    lookup = use is not None and (read_export(run_dir) or {}).get("graph") == "lookup"
-    clf = NeuralClassifier.load(run_dir / "model", cfg, use, ort_max_rows(run_dir), lookup)
+    lookup = use is not None and (read_export(run.path) or {}).get("graph") == "lookup"
+    clf = NeuralClassifier.load(run.file("model"), cfg, use, ort_max_rows(run.path), lookup)
     return LoadedRun(model=clf, config=cfg, backend=str(getattr(clf.model, "backend", "native")))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -112,73 +111,21 @@ def _kl_at_t(logits: torch.Tensor, teacher_log: torch.Tensor, t: float) -> torch
     return F.kl_div(F.log_softmax(logits / t, dim=-1), teacher, reduction="batchmean") * t * t
 
 
-def _centred_mse(logits: torch.Tensor, teacher_log: torch.Tensor, t: float) -> torch.Tensor:
-    def centre(x: torch.Tensor) -> torch.Tensor:
-        return x - x.mean(dim=-1, keepdim=True)
-
-    return F.mse_loss(centre(logits), centre(teacher_log))
-
-
-# Soft-target terms by name (``distill.objective``): (student logits, teacher log-probs, T) -> loss.
-DISTILL_OBJECTIVES: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
-    "kl": _kl_at_t,
-    "mse": _centred_mse,
-}
-
-
 class DistillLoss(nn.Module):
     """Knowledge distillation (Hinton et al., 2015): ``alpha`` x the class loss on gold labels (rows
     that have one) + (1 - alpha) x T^2 x KL(teacher_T || student_T) on every row with teacher
     probabilities; a batch without gold labels is all KL. The teacher's calibrated probabilities are
     softened by dividing their logs by T. Validation batches carry no teacher probabilities and
-    score the class loss alone.
+    score the class loss alone."""
 
-    ``objective="mse"`` replaces the KL by the squared distance between the student's logits and the
-    teacher's log-probabilities, both centred per row (Tang et al., 2019, BERT into a BiLSTM): it
-    weighs the gaps between non-top classes as much as the top one, where KL mostly follows the
-    argmax. T plays no part there."""
-
-    def __init__(
-        self,
-        class_loss: nn.Module,
-        temperature: float,
-        alpha: float,
-        objective: str = "kl",
-        hint: tuple[int, int, float] | None = None,
-    ) -> None:
-        """``hint``: (student feature width, teacher vector width, weight) adds the hint term: a
-        linear map of the student's pooled review vector, trained with it and dropped afterwards,
-        is pulled towards the teacher's vector by cosine distance."""
+    def __init__(self, class_loss: nn.Module, temperature: float, alpha: float) -> None:
         super().__init__()
-        if objective not in DISTILL_OBJECTIVES:
-            raise ConfigError(
-                f"unknown distillation objective '{objective}'; known: {', '.join(DISTILL_OBJECTIVES)}"
-            )
         self.class_loss, self.temperature, self.alpha = class_loss, temperature, alpha
-        self.soft_term = DISTILL_OBJECTIVES[objective]
-        self.hint_weight = hint[2] if hint else 0.0
-        self.hint_map = nn.Linear(hint[0], hint[1]) if hint else None
-
-    def _forward(
-        self, model: nn.Module, batch: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits and, when the hint term is on and the batch has teacher vectors, its value."""
-        if self.hint_map is None or "hint" not in batch:
-            return model(batch["input_ids"], batch["attention_mask"]), None
-        from medsent.neural.targets import base_of
-
-        base: Any = base_of(model)
-        feats = base.features(batch["input_ids"], batch["attention_mask"])
-        wrapped = base is not model  # a TaskNet's class logits may come from another head
-        logits = model(batch["input_ids"], batch["attention_mask"]) if wrapped else base.classify(feats)
-        mapped = self.hint_map(feats.float())
-        hint = 1.0 - F.cosine_similarity(mapped, batch["hint"].float(), dim=-1).mean()
-        return logits, hint
 
     def batch_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, hint = self._forward(model, batch)
+        logits = model(batch["input_ids"], batch["attention_mask"])
         labels = batch["labels"]
         has = labels >= 0
         soft = batch.get("soft")
@@ -186,9 +133,6 @@ class DistillLoss(nn.Module):
         if soft is None:
             return gold, logits
         teacher_log = torch.log(soft.float().clamp(min=1e-8))
-        soft_loss = self.soft_term(logits.float(), teacher_log, self.temperature)
+        soft_loss = _kl_at_t(logits.float(), teacher_log, self.temperature)
         weight = self.alpha if bool(has.any()) else 0.0
-        loss = weight * gold + (1 - weight) * soft_loss
-        if hint is not None:
-            loss = loss + self.hint_weight * hint
-        return loss, logits
+        return weight * gold + (1 - weight) * soft_loss, logits

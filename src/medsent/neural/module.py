@@ -246,10 +246,6 @@ class SentimentModule(L.LightningModule):
             if self.param_groups_fn is not None
             else param_groups(self.model, cfg.weight_decay)
         )
-        # A loss with weights of its own (the distillation hint map) trains with the model.
-        own = self.task_loss
-        if own is not None and any(p.requires_grad for p in own.parameters()):
-            groups = [*groups, *param_groups(own, cfg.weight_decay)]
         kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": cfg.betas, "eps": cfg.eps}
         # Fused AdamW is one kernel per step on CUDA; fp16's loss scaler cannot unscale for it.
         if self.device.type == "cuda" and self.trainer.precision != "16-mixed":

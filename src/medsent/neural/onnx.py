@@ -34,6 +34,7 @@ TOLERANCE_HALF = 1e-3
 LOOKUP_MAX_NUMBERS = 1 << 27
 TABLE_TYPES = ("fp16", "fp32")
 LOOKUP_BATCH_MARGIN = 1.5  # onnxruntime keeps a lookup graph's batches unless 1.5x slower than PyTorch
+ALWAYS_ORT = 1 << 30  # an ort_max_rows that sends every batch to onnxruntime
 SMALL_BATCH = 8  # rows; below this onnxruntime's lower call overhead wins for every model measured
 QUANTIZE_TYPES = ("int8",)
 INT8_MAX_F1_LOSS = 0.005  # macro-F1 an int8 graph may lose against float32 on the check reviews
@@ -186,8 +187,6 @@ def write_onnx(
             f"ONNX probabilities differ from PyTorch by {diff:.2e} (> {tolerance}); export refused"
             + (" (try --tables fp32)" if table_type == "fp16" else "")
         )
-    from medsent.neural.infer import ALWAYS_ORT
-
     quantized: dict[str, Any] = {}
     if quantize == "int8":
         assert check is not None
@@ -314,8 +313,6 @@ def _check(predictor: Any, path: Path, texts: list[str] | None) -> float:
 
 def ort_max_rows(run_dir: Path) -> int:
     """The batch size up to which onnxruntime runs (export.json; MEDSENT_ONNX_MAX_ROWS overrides)."""
-    from medsent.neural.infer import ALWAYS_ORT
-
     env = os.environ.get("MEDSENT_ONNX_MAX_ROWS", "").strip()
     if env.isdigit():
         return int(env)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,12 +26,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from medsent.config import CleanConfig, PretrainConfig, SchedulerConfig
 from medsent.data.clean import dedupe_key, normalize_text, word_count
-from medsent.data.io import file_sha256, read_table
+from medsent.data.io import read_table
 from medsent.errors import ConfigError, DataError, RunError
 from medsent.neural.data import BucketBatchSampler
 from medsent.neural.fit import resolve_precision
 from medsent.neural.schedulers import build_scheduler, param_groups
-from medsent.runs import read_json, write_json
+from medsent.runs import atomic_folder, file_sha256, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -304,21 +302,13 @@ def pretrain(
         "history": history,
         "precision": str(trainer.precision),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         trained: Any = module.model
         trained.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         write_json(tmp / SUMMARY_FILE, summary)
         if (work / HISTORY_FILE).exists():
             shutil.copyfile(work / HISTORY_FILE, tmp / HISTORY_FILE)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     shutil.rmtree(work, ignore_errors=True)
     return summary
 

@@ -54,19 +54,6 @@ SCHEDULERS: dict[str, SchedulerBuilder] = {
 }
 
 
-def cycle_end_epochs(cfg: SchedulerConfig, max_epochs: int) -> frozenset[int] | None:
-    """The 0-based epochs that end a warm-restart cycle (its lowest learning rate), up to max_epochs;
-    None for a schedule without restarts."""
-    if cfg.name != "cosine_restarts":
-        return None
-    ends, end, period = set(), 0, cfg.t0
-    while end < max_epochs:
-        end += period
-        ends.add(end - 1)
-        period *= cfg.t_mult
-    return frozenset(ends)
-
-
 def check_scheduler_name(name: str) -> None:
     if name not in SCHEDULERS:
         raise ConfigError(f"unknown scheduler '{name}'; known: {', '.join(sorted(SCHEDULERS))}")
