@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The issue-5 figures on webmd_val: calibration (ECE before/after), ensembles vs their members, the
+# The evaluation figures on webmd_val: calibration (ECE before/after), ensembles vs their members, the
 # comparison table + report. Uses the benchmark runs (see BENCHMARKS.md for how each was trained).
 # Usage: bash benchmarks/evaluation_suite.sh [OUT_DIR]
 set -euo pipefail

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "webmd" / "webmd_val.csv"
-# 63 MiniLM tokens, the length the reference figures were taken at.
+# 63 MiniLM tokens, the length of the reference latency figures in BENCHMARKS.md.
 FIXED = (
     "I have been taking this medication for about three months for my blood pressure. It works well and "
     "my readings are normal now, but I get dizzy when I stand up too fast and feel tired in the afternoon."

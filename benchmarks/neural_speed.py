@@ -29,7 +29,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "webmd"
 
 
 def plain_loop(model_name: str, texts: list[str], labels: np.ndarray, batches: int) -> float:
-    """The baseline of the issue: every review padded to 128, plain Adam steps, no buckets."""
+    """The plain-loop baseline: every review padded to 128, plain Adam steps, no buckets."""
     cfg = build_config(model_preset_layer(model_name, "v2"), {"model": model_name})
     view = text_view(texts, cfg)
     vocab = WordVocab.build(view, cfg.vocab)

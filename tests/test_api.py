@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import medsent
@@ -60,6 +61,18 @@ def test_blank_texts_get_no_label_as_in_batch_prediction(svm_run: Path) -> None:
     )
     proba = model.predict_proba(["fine, it works", ""])
     assert np.isfinite(proba[0]).all() and np.isnan(proba[1]).all()
+
+
+def test_control_characters_alone_are_blank_everywhere(svm_run: Path, tmp_path: Path) -> None:
+    """A review of only control characters gets no label from the API and from file scoring, as the
+    service refuses it (422): one definition of blank text."""
+    model = medsent.load(svm_run)
+    assert model.predict(["\x1f\x00 "])[0]["tier"] == "manual"
+    from medsent.batch import score_frame
+
+    scored = score_frame(model._predictor, pd.DataFrame({"review": ["\x1f\x1c", "it works well"]}), "review")
+    assert scored["label"].tolist()[0] == "" and scored["tier"].tolist()[0] == "manual"
+    assert scored["label"].tolist()[1] in model.labels
 
 
 def test_train_and_evaluate_match_the_cli(cli, train_csv: Path, val_csv: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -36,7 +36,7 @@ def test_a_stale_page_is_caught(tmp_path: Path) -> None:
 
 # Words of a work diary: issue numbers and work periods belong to the tracker, not to the product.
 DIARY = re.compile(
-    r"\bissues? #?\d+\b|\b(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|"
+    r"\bissue\b|\bissues? ?[-#]?\d+\b|\b(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|"
     r"twelfth|thirteenth|fourteenth|this|last|next|previous|earlier) session\b|\blease\b",
     re.IGNORECASE,
 )

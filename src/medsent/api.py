@@ -86,7 +86,9 @@ class Model:
 def _texts(texts: str | Sequence[Any]) -> tuple[list[str], list[bool]]:
     items = [texts] if isinstance(texts, str) else list(texts)
     clean = [t if isinstance(t, str) else "" for t in items]
-    return clean, [not t.strip() for t in clean]
+    from medsent.data.clean import is_blank
+
+    return clean, [is_blank(t) for t in clean]
 
 
 def load(run: PathLike, *, use_onnx: bool = True) -> Model:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from medsent._version import __version__
+from medsent.data.clean import is_blank
 from medsent.data.io import detect_format
 from medsent.errors import DataError, RunError
 from medsent.evaluation.tiers import tier_of
@@ -89,7 +90,7 @@ def score_frame(predictor: Predictor, chunk: pd.DataFrame, text_col: str | None)
     """
     col = _text_column(chunk, text_col, predictor.config.data.text_col)
     texts = [v if isinstance(v, str) else "" for v in chunk[col]]
-    blank = np.array([not t.strip() for t in texts], dtype=bool)
+    blank = np.array([is_blank(t) for t in texts], dtype=bool)
     proba = np.full((len(texts), len(predictor.labels)), np.nan)
     if (~blank).any():
         proba[~blank] = predictor.predict_proba([t for t, b in zip(texts, blank, strict=True) if not b])

@@ -310,10 +310,6 @@ class RunFolder:
         return self._optional(MANIFEST_FILE)
 
     @property
-    def calibration(self) -> dict[str, Any]:
-        return self._optional(CALIBRATION_FILE)
-
-    @property
     def decision(self) -> dict[str, Any]:
         return self._optional(DECISION_FILE)
 
@@ -326,7 +322,8 @@ class RunFolder:
         write_json(self.path / METRICS_FILE, metrics)
 
     def write_calibration(self, summary: dict[str, Any]) -> None:
-        """A new temperature; offsets fitted on the old probabilities no longer hold and go."""
+        """A new temperature. Offsets fitted on the old one no longer hold: ``offsets`` refuses them
+        until they are refitted or dropped with ``write_decision(None)``."""
         write_json(self.path / CALIBRATION_FILE, summary)
 
     def write_decision(self, summary: dict[str, Any] | None) -> None:

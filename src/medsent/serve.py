@@ -16,7 +16,6 @@ import collections
 import contextlib
 import logging
 import os
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medsent._version import __version__
+from medsent.data.clean import TEXT_PATTERN, is_blank
 from medsent.predict import Predictor
 
 log = logging.getLogger(__name__)
@@ -67,18 +67,9 @@ class Limits(BaseModel):
         )
 
 
-# A text must hold one character outside this class: whitespace as Python and ECMAScript each define
-# it, plus control characters. Spelled as an explicit class, not \S, because regex engines disagree
-# on \S (Python counts U+001C-U+001F as space, the Rust engine schema validators use does not), and
-# the schema and the server must draw the same line. The server checks with this very pattern.
-_BLANK = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-TEXT_PATTERN = f"[^{_BLANK}]"
-_HAS_TEXT = re.compile(TEXT_PATTERN)
-
-
 def _usable(value: str, where: str = "text") -> str:
     """Text with something to read; lone surrogates (valid JSON escapes, not Unicode) become U+FFFD."""
-    if not _HAS_TEXT.search(value):
+    if is_blank(value):
         raise ValueError(f"{where} is empty")
     return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
 

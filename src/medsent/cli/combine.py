@@ -65,8 +65,8 @@ def ensemble(
             raise ConfigError(f"--weights expects numbers separated by commas, got '{weights}'") from None
     fit_on = None
     if fit_weights is not None:
-        from medsent.data.io import file_sha256
         from medsent.predict import Predictor
+        from medsent.runs import file_sha256
 
         labeled = load_for_run(Predictor(run_dirs[0]), fit_weights, {})
         fit_on = (

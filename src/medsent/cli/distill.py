@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from medsent.cli.app import app, setup_logging
 from medsent.cli.options import (
     PresetOpt,
+    flag_layer,
     parse_sets,
 )
 from medsent.cli.report import print_result
@@ -59,17 +60,14 @@ def distill(
     from medsent.distill import distill as run_distill
 
     setup_logging()
-    layer: dict[str, Any] = {}
-    given = (
-        ("temperature", temperature),
-        ("alpha", alpha),
+    layer = flag_layer(
+        {
+            "distill.temperature": temperature,
+            "distill.alpha": alpha,
+            "trainer.max_epochs": max_epochs,
+            "seed": seed,
+        }
     )
-    if any(v is not None for _, v in given):
-        layer["distill"] = {k: v for k, v in given if v is not None}
-    if max_epochs is not None:
-        layer["trainer"] = {"max_epochs": max_epochs}
-    if seed is not None:
-        layer["seed"] = seed
     result = run_distill(
         teacher,
         student,

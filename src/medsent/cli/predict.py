@@ -42,7 +42,9 @@ def predict(
     if text and input_ is not None:
         raise ConfigError("give either --text or --input FILE --output FILE, not both")
     if text:
-        if any(not t.strip() for t in text):
+        from medsent.data.clean import is_blank
+
+        if any(is_blank(t) for t in text):
             raise DataError("--text is empty")
         predictor = Predictor(run_dir)
         for row in predictor.predict(text):

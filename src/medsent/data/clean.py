@@ -128,6 +128,21 @@ _FOREIGN_STOP = frozenset(
 )
 
 
+# A review must hold one character outside this class to be scored: whitespace as Python and
+# ECMAScript each define it, plus control characters. Spelled as an explicit class, not \S, because
+# regex engines disagree on \S (Python counts U+001C-U+001F as space, the Rust engine schema
+# validators use does not); the REST schema states this very pattern, so the schema, the service,
+# file scoring and the Python API draw the same line.
+_BLANK = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+TEXT_PATTERN = f"[^{_BLANK}]"
+_HAS_TEXT = re.compile(TEXT_PATTERN)
+
+
+def is_blank(text: str) -> bool:
+    """Nothing to read: only spaces and control characters (such a review gets no label)."""
+    return not _HAS_TEXT.search(text)
+
+
 @dataclass
 class StepCount:
     """One cleaning step: rows before/after and rows whose text it changed."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from medsent.errors import DataError
-from medsent.runs import file_sha256 as file_sha256  # provenance hashes of data files
+from medsent.runs import file_sha256
 
 log = logging.getLogger(__name__)
 
