@@ -67,7 +67,7 @@ def run_once(run_dir: Path, src: Path, dst: Path, workers: str, engine: str) -> 
     """Seconds and the peak RSS in MiB of the largest process (RUSAGE_CHILDREN covers the command
     and, through it, its worker processes: the largest single process, not their sum)."""
     target = f"{build_shards(src)}/*.parquet" if engine == "dask" else str(src)
-    cmd = [sys.executable, "-c", "from medsent.cli import main; main()", "predict", str(run_dir),
+    cmd = [sys.executable, "-c", "from medsent.interfaces.cli import main; main()", "predict", str(run_dir),
            "--input", target, "--output", str(dst), "--workers", workers, "--engine", engine]  # fmt: skip
     env = {**os.environ, "TQDM_DISABLE": "1"}
     start = time.perf_counter()
@@ -93,7 +93,7 @@ def main() -> None:
     )
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for run in args.runs:
-        from medsent.predict import Predictor
+        from medsent.inference.predict import Predictor
 
         backend = Predictor(run).backend
         for workers in args.workers:

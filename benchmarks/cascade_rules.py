@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from medsent.cascade import combine
+from medsent.inference.cascade import combine
 
 P = ["p_negative", "p_neutral", "p_positive"]
 

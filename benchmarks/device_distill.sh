@@ -25,7 +25,7 @@ python3 - "$WORK" <<'EOF' || exit 2
 import sys
 from pathlib import Path
 from safetensors.torch import load_file, save_file
-from medsent.runs import run_id
+from medsent.core.runs import run_id
 work = Path(sys.argv[1])
 weights = work / "teacher/model/encoder/model.safetensors"
 save_file({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()},

@@ -43,7 +43,7 @@ job() {  # job NAME train|distill MODEL SEED [ARGS...]: one run, bounded by the 
     set -- distill "$TEACHER" --student "$model" --unlabeled "$UNL" --teacher-cache "$CACHE" "$@"
   fi
   # shellcheck disable=SC2086
-  timeout "$left" python3 -c "from medsent.cli import main; main()" "$@" --data "$TRAIN" --val-data "$VAL" \
+  timeout "$left" python3 -c "from medsent.interfaces.cli import main; main()" "$@" --data "$TRAIN" --val-data "$VAL" \
     --preset webmd --seed "$seed" --out "$OUT/runs/$name" $EXTRA >"$OUT/logs/$name.log" 2>&1
   rc=$?
   python3 - "$OUT/runs/$name" "$name" "$rc" "$(($(date +%s) - start))" >>"$OUT/summary.txt" <<'EOF'

@@ -5,7 +5,7 @@
 # SMOKE=1 shrinks every step to a few hundred reviews and one epoch (to test the script on a CPU).
 set -u
 DATA=$1; OUT=$2; mkdir -p "$OUT/runs"
-MEDSENT=(python3 -c "from medsent.cli import main; main()")
+MEDSENT=(python3 -c "from medsent.interfaces.cli import main; main()")
 TRAIN="$DATA/webmd_reviews.csv"; VAL="$DATA/webmd_val.csv"; EXTRA=(); SPEED=2048
 if [ "${SMOKE:-0}" = 1 ]; then
   python3 -c "import pandas as pd; d=pd.read_csv('$TRAIN'); d[d.review.notna()].sample(300, random_state=0).to_csv('$OUT/train.csv', index=False)"

@@ -10,7 +10,7 @@
 set -u
 DATA=$1; OUT=$2; mkdir -p "$OUT/runs"
 PY=${PYTHON:-python3}
-MEDSENT=("$PY" -c "from medsent.cli import main; main()")
+MEDSENT=("$PY" -c "from medsent.interfaces.cli import main; main()")
 TRAIN="$DATA/webmd_reviews.csv"; VAL="$DATA/webmd_val.csv"
 EPOCHS=${EPOCHS:-4}; REPEAT=7; T_LONG=220; T_SHORT=100
 if [ "${SMOKE:-0}" = 1 ]; then

@@ -25,7 +25,7 @@ def main() -> None:
     from sklearn.metrics import cohen_kappa_score, f1_score
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
-    from medsent.config import build_config
+    from medsent.core.config import build_config
     from medsent.data.dataset import load_labeled
     from medsent.data.presets import preset_layer
     from medsent.neural.hf import resolve_pretrained

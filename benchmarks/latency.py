@@ -45,8 +45,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from medsent.neural.onnx import onnx_path, read_export
-    from medsent.predict import Predictor
+    from medsent.inference.onnx import onnx_path, read_export
+    from medsent.inference.predict import Predictor
 
     val = pd.read_csv(VAL, dtype=str, keep_default_na=False)["review"]
     texts = [t for t in val if len(t.split()) >= 3][: args.n]

@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 def start_server(run: Path, port: int, workers: int, threads: int | None) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-c", "from medsent.cli import main; main()", "serve", str(run), "--port", str(port),
+    cmd = [sys.executable, "-c", "from medsent.interfaces.cli import main; main()", "serve", str(run), "--port", str(port),
            "--workers", str(workers)]  # fmt: skip
     if threads:
         cmd += ["--threads", str(threads)]

@@ -11,7 +11,7 @@ echo "machine: $(uname -m), $(nproc) cores; run $RUN; max queue $QUEUE; ${SECOND
 echo "| clients | accepted req/s | 503 share | other / socket errors | wrk p50 / p99 ms (all answers) | server p50 / p99 ms (accepted) |"
 echo "|---:|---:|---:|---:|---:|---:|"
 for clients in 32 128 512; do
-  "$PY" -m medsent.cli serve "$RUN" --port $PORT --max-queue "$QUEUE" > /tmp/medsent-load-server.log 2>&1 &
+  "$PY" -m medsent.interfaces.cli serve "$RUN" --port $PORT --max-queue "$QUEUE" > /tmp/medsent-load-server.log 2>&1 &
   server=$!
   for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/health" | grep -q '"ok"' && break; sleep 0.5; done
   out=$(wrk -t1 -c"$clients" -d"${SECONDS_EACH}s" --timeout 30s -s "$(dirname "$0")/wrk_predict.lua" "http://127.0.0.1:$PORT/v1/predict")

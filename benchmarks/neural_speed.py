@@ -17,13 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medsent.config import build_config, model_preset_layer
+from medsent.core.config import build_config, model_preset_layer
 from medsent.data.dataset import load_labeled
 from medsent.data.presets import preset_layer
+from medsent.inference.neural import text_view
 from medsent.models.registry import get_model_spec
-from medsent.neural.fit import FitData, FitRequest, fit_neural
-from medsent.neural.infer import text_view
 from medsent.neural.vocab import WordVocab
+from medsent.training.fit import FitData, FitRequest, fit_neural
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "webmd"
 

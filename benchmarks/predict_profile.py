@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from medsent.data.clean import TEXT_STEPS, normalize_text
-from medsent.predict import Predictor
+from medsent.inference.predict import Predictor
 
 POOL = Path(__file__).resolve().parents[2] / "shared" / "data" / "webmd" / "webmd_reviews.csv"
 
@@ -74,13 +74,13 @@ def main() -> None:
         _, t = timed(lambda: x @ model.weights["coef"].T)
         rows.append(("linear scores", t, t))
     else:  # a neural run
-        from medsent.neural.infer import text_view
+        from medsent.inference.neural import text_view
 
         view, t = timed(text_view, cleaned, p.config)
         rows.append(("model text view (tokens, negation)", t, t))
         ids, t = timed(model.vocab.encode, view)
         rows.append(("vocabulary ids", t, t))
-        from medsent.neural.infer import predict_logits
+        from medsent.inference.neural import predict_logits
 
         _, before = timed(predict_logits, model.model, ids, p.config.vocab.buckets, 256)
         fast = model._fast_net()

@@ -26,9 +26,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from medsent.config import TransformerConfig
+from medsent.core.config import TransformerConfig
 from medsent.neural.hf import HFTextEncoder, build_transformer, freeze
-from medsent.neural.prefix_cache import padded
+from medsent.training.prefix_cache import padded
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "webmd"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from medsent.ablate import paired_bootstrap
+from medsent.core.labels import LABELS
 from medsent.data.dataset import load_labeled_for
 from medsent.data.presets import data_layer
-from medsent.evaluation.metrics import class_f1, decide, macro_f1_many
-from medsent.labels import LABELS
-from medsent.predict import Predictor
+from medsent.evaluation.metrics import class_f1, macro_f1_many
+from medsent.inference.decisions import decide
+from medsent.inference.predict import Predictor
+from medsent.training.ablate import paired_bootstrap
 
 
 def _sd(values: list[float]) -> float:

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medsent.core.labels import LABELS
 from medsent.data.dataset import load_labeled_for
 from medsent.data.presets import data_layer
-from medsent.evaluation.metrics import decide, macro_f1_many
-from medsent.labels import LABELS
-from medsent.predict import Predictor
+from medsent.evaluation.metrics import macro_f1_many
+from medsent.inference.decisions import decide
+from medsent.inference.predict import Predictor
 
 GRID = np.round(np.arange(-1.5, 1.5001, 0.02), 3)
 

@@ -12,11 +12,11 @@ import platform
 import time
 from pathlib import Path
 
-from medsent.config import build_config
+from medsent.core.config import build_config
 from medsent.data.dataset import load_labeled
 from medsent.data.presets import preset_layer
-from medsent.predict import Predictor
-from medsent.training import train_run
+from medsent.inference.predict import Predictor
+from medsent.training.train import train_run
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "webmd"
 

@@ -62,8 +62,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from medsent.export import export_run
-    from medsent.predict import Predictor
+    from medsent.inference.export import export_run
+    from medsent.inference.predict import Predictor
 
     texts = pd.read_csv(VAL)["review"].dropna().astype(str).sample(args.n, random_state=0).tolist()
     flags = "native bf16" if torch.cpu._is_avx512_bf16_supported() else "no native bf16"

@@ -24,10 +24,10 @@ import pandas as pd
 import torch
 from medsent.neural.embeddings import default_encoder_dir
 
-from medsent.config import build_config, model_preset_layer
+from medsent.core.config import build_config, model_preset_layer
 from medsent.data.dataset import load_labeled
 from medsent.data.presets import preset_layer
-from medsent.neural.fit import FitData, FitRequest, fit_neural
+from medsent.training.fit import FitData, FitRequest, fit_neural
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "webmd"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -98,7 +98,7 @@ def medsent_engine(
 
 def quality_run(n: int) -> None:
     """MiniLM, V2 preset, one epoch on an n-review stratified subset of the pool; scored on webmd_val."""
-    from medsent.training import train_run
+    from medsent.training.train import train_run
 
     cfg = build_config({"data": preset_layer("webmd")})
     raw = pd.read_csv(DATA / "webmd_reviews.csv")

@@ -26,7 +26,7 @@ BLOCK = re.compile(r"(<!-- options: (?P<cmd>[a-z -]+) -->\n)(?P<body>.*?)(<!-- e
 
 def commands() -> dict[str, click.Command]:
     """Every leaf command by its full name ("train", "data inspect")."""
-    from medsent.cli import app
+    from medsent.interfaces.cli import app
 
     root = typer.main.get_command(app)
     out: dict[str, click.Command] = {}

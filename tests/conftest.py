@@ -132,9 +132,9 @@ def val_csv(
 @pytest.fixture(scope="session")
 def svm_run(tmp_path_factory: pytest.TempPathFactory, train_csv: Path, val_csv: Path) -> Path:
     """One trained SVM run folder shared by the read-only tests."""
-    from medsent.config import build_config
+    from medsent.core.config import build_config
     from medsent.data.presets import preset_layer
-    from medsent.training import train_run
+    from medsent.training.train import train_run
 
     out = tmp_path_factory.mktemp("runs") / "svm"
     cfg = build_config({"model": "svm", "data": preset_layer("webmd"), "split": {"test_frac": 0.2}})
@@ -153,9 +153,9 @@ TINY_TEXTCNN = {
 @pytest.fixture(scope="session")
 def textcnn_run(tmp_path_factory: pytest.TempPathFactory, train_csv: Path, val_csv: Path) -> Path:
     """One tiny trained TextCNN run folder shared by the read-only tests."""
-    from medsent.config import build_config
+    from medsent.core.config import build_config
     from medsent.data.presets import preset_layer
-    from medsent.training import train_run
+    from medsent.training.train import train_run
 
     out = tmp_path_factory.mktemp("runs") / "textcnn"
     cfg = build_config({**TINY_TEXTCNN, "data": preset_layer("webmd"), "split": {"test_frac": 0}})
@@ -175,7 +175,7 @@ class CliResult:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
     """Run `medsent ARGS...` through the real entry point; returns exit code, stdout and stderr."""
-    from medsent.cli import main
+    from medsent.interfaces.cli import main
 
     def call(*argv: str) -> CliResult:
         with pytest.raises(SystemExit) as exc:
@@ -205,9 +205,9 @@ TINY_TRANSFORMER = {
 @pytest.fixture(scope="session")
 def transformer_run(tmp_path_factory: pytest.TempPathFactory, train_csv: Path, val_csv: Path) -> Path:
     """One tiny fine-tuned MiniLM run folder shared by the read-only tests."""
-    from medsent.config import build_config
+    from medsent.core.config import build_config
     from medsent.data.presets import preset_layer
-    from medsent.training import train_run
+    from medsent.training.train import train_run
 
     out = tmp_path_factory.mktemp("runs") / "transformer"
     cfg = build_config({**TINY_TRANSFORMER, "data": preset_layer("webmd"), "split": {"test_frac": 0}})
@@ -226,7 +226,9 @@ def kill_9():  # type: ignore[no-untyped-def]
 
     def kill(argv: list[str], ready, pause: float = 0.0) -> None:  # type: ignore[no-untyped-def]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "medsent.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [sys.executable, "-m", "medsent.interfaces.cli", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None and not ready():
@@ -238,12 +240,15 @@ def kill_9():  # type: ignore[no-untyped-def]
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "medsent.cli", *argv], capture_output=True, text=True, timeout=300
+            [sys.executable, "-m", "medsent.interfaces.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
     def after_epochs(out: Path, n: int = 2):  # type: ignore[no-untyped-def]
         """Ready once the run's work-folder history has ``n`` epochs (header + n lines)."""
-        from medsent.training import work_dir_for
+        from medsent.training.train import work_dir_for
 
         history = work_dir_for(out) / "history.csv"
         return lambda: history.exists() and len(history.read_text().splitlines()) >= n + 1

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medsent.config import build_config
+from medsent.core.config import build_config
 from medsent.data.presets import preset_layer
-from medsent.export import export_run
+from medsent.inference.export import export_run
+from medsent.inference.predict import Predictor
 from medsent.models.registry import MODELS, RUN_KINDS
-from medsent.predict import Predictor
-from medsent.training import train_run
+from medsent.training.train import train_run
 
 # Small widths and two epochs: the contract is about behaviour, not accuracy.
 TINY = {
@@ -68,13 +68,13 @@ def test_registered_model_contract(
 
 
 def _ensemble(members: dict[str, Path], out: Path) -> None:
-    from medsent.ensemble import build_ensemble
+    from medsent.training.combine import build_ensemble
 
     build_ensemble([members["svm"], members["textcnn"]], out)
 
 
 def _cascade(members: dict[str, Path], out: Path) -> None:
-    from medsent.cascade import build_cascade
+    from medsent.training.combine import build_cascade
 
     build_cascade(members["textcnn"], members["svm"], members["val"], out)
 
@@ -101,7 +101,7 @@ def test_an_unknown_run_kind_is_a_one_line_error(svm_run: Path, tmp_path: Path) 
     import json
     import shutil
 
-    from medsent.errors import RunError
+    from medsent.core.errors import RunError
 
     run = tmp_path / "odd"
     shutil.copytree(svm_run, run)
@@ -111,3 +111,20 @@ def test_an_unknown_run_kind_is_a_one_line_error(svm_run: Path, tmp_path: Path) 
         RunError, match="run kind 'gpt9' is unknown to this version; known: bilstm, cascade, ensemble"
     ):
         Predictor(run)
+
+
+def test_every_run_kind_has_a_loader_and_every_trainable_kind_a_fitter() -> None:
+    """The registry says what a kind is; the inference and training floors each key their part on
+    its family. A new kind that misses either fails here, not when a user first loads or trains one."""
+    from medsent.core.errors import ConfigError
+    from medsent.inference.loaders import LOADERS
+    from medsent.training.fitters import FITTERS, fitter_for
+
+    for spec in RUN_KINDS.values():
+        assert spec.family in LOADERS, f"run kind '{spec.name}' has no loader"
+        if spec.trainable:
+            assert spec.family in FITTERS, f"model '{spec.name}' has no fitter"
+            assert fitter_for(spec).resumable == (spec.family != "sklearn")
+        else:
+            with pytest.raises(ConfigError, match="not trained by"):
+                fitter_for(spec)

@@ -1,4 +1,4 @@
-"""The import graph: predict stays free of the model families and of Lightning, with no circles."""
+"""The import graph: floors that import only downward, no circles, and a light ``predict``."""
 
 import ast
 import subprocess
@@ -35,15 +35,53 @@ def import_graph() -> nx.DiGraph:
     return graph
 
 
-def test_predict_is_in_no_import_cycle_and_does_not_reach_model_families() -> None:
+# The package's floors, bottom first. A module imports from its own floor and those below it, never
+# from above: what the floors share goes down, what uses them goes up.
+FLOORS = ("core", "data", "models", "neural", "inference", "evaluation", "training", "interfaces")
+
+
+def floor_of(module: str) -> int:
+    parts = module.split(".")
+    assert (len(parts) > 1 and parts[1] in FLOORS) or module in ("medsent", "medsent._version"), module
+    return FLOORS.index(parts[1]) if len(parts) > 1 and parts[1] in FLOORS else -1
+
+
+def test_the_graph_sees_lazy_imports() -> None:
     graph = import_graph()
-    assert graph.has_edge("medsent.ensemble", "medsent.predict")  # the graph sees lazy imports
-    assert graph.has_edge("medsent.cli.train", "medsent.api") and graph.number_of_edges() > 50
-    cycles = [c for c in nx.strongly_connected_components(graph) if "medsent.predict" in c and len(c) > 1]
-    assert not cycles, f"medsent.predict sits in an import cycle: {cycles}"
-    reach = nx.descendants(graph, "medsent.predict")
-    for family in ("medsent.ensemble", "medsent.neural.infer", "medsent.neural.onnx", "medsent.models.svm"):
-        assert family not in reach, f"predict imports {family}; it should go through the registry"
+    assert graph.has_edge("medsent.inference.loaders", "medsent.inference.neural")  # inside a function
+    assert graph.has_edge("medsent.interfaces.cli.train", "medsent.interfaces.api")
+    assert graph.number_of_edges() > 200
+
+
+def test_every_module_sits_on_a_floor_and_imports_only_from_its_floor_or_below() -> None:
+    """``medsent`` itself is the public face and re-exports the Python API from the top floor."""
+    graph = import_graph()
+    upward = [
+        f"{a} -> {b}"
+        for a, b in graph.edges
+        if a != "medsent" and b != "medsent._version" and floor_of(b) > floor_of(a)
+    ]
+    assert not upward, f"imports from a higher floor: {upward}"
+
+
+def test_predict_loads_no_model_family_until_a_run_is_loaded() -> None:
+    """Loaders import their family's code when a run of it is loaded: ``predict --text`` on an SVM
+    never starts PyTorch."""
+    heavy = (
+        "torch",
+        "lightning",
+        "sklearn",
+        "medsent.models.svm",
+        "medsent.inference.neural",
+        "medsent.inference.ensemble",
+        "medsent.training.fit",
+    )
+    code = (
+        "import sys, medsent.inference.predict, medsent.inference.loaders; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_import_medsent_is_light() -> None:

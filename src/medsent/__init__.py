@@ -6,8 +6,8 @@ model.predict(["No side effects and it works"])
 """
 
 from medsent._version import __version__
-from medsent.api import Model, calibrate, demo_data, evaluate, load, resume, train
-from medsent.errors import ConfigError, DataError, MedsentError, RunError
+from medsent.core.errors import ConfigError, DataError, MedsentError, RunError
+from medsent.interfaces.api import Model, calibrate, demo_data, evaluate, load, resume, train
 
 __all__ = [
     "ConfigError",

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from medsent.config import CleanConfig
+from medsent.core.config import CleanConfig
 from medsent.data.clean import CleaningReport, clean_frame, dedupe_key, looks_english, normalize_text
 
 

@@ -3,11 +3,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medsent.config import CleanConfig, DataConfig, SplitConfig, build_config
+from medsent.core.config import CleanConfig, DataConfig, SplitConfig, build_config
+from medsent.core.errors import ConfigError, DataError
 from medsent.data.clean import dedupe_key
 from medsent.data.dataset import load_labeled, load_unlabeled, make_splits
 from medsent.data.presets import preset_layer
-from medsent.errors import ConfigError, DataError
 from tests.conftest import ASKAPATIENT, WEBMD_VAL, demo_as_webmd
 
 

@@ -4,7 +4,7 @@ import ftfy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medsent.config import CleanConfig
+from medsent.core.config import CleanConfig
 from medsent.data import clean
 from medsent.data.clean import _FTFY_NEEDED, normalize_text
 

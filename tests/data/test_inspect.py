@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from medsent.config import CleanConfig, build_config
+from medsent.core.config import CleanConfig, build_config
 from medsent.data.dataset import load_labeled
 from medsent.data.inspect import inspect_data
 from medsent.data.presets import preset_layer

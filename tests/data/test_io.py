@@ -3,8 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from medsent.core.errors import DataError
 from medsent.data.io import read_table, write_table
-from medsent.errors import DataError
 
 ROWS = pd.DataFrame({"review": ["great drug, no pain", "made me sick"], "satisfaction": ["5", "1"]})
 

@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medsent.cli import main
-from medsent.evaluation.calibration import apply_temperature, fit_temperature, nll
+from medsent.evaluation.calibration import fit_temperature, nll
 from medsent.evaluation.metrics import expected_calibration_error
-from medsent.predict import Predictor
+from medsent.inference.decisions import apply_temperature
+from medsent.inference.predict import Predictor
+from medsent.interfaces.cli import main
 
 
 def test_temperature_recovers_a_known_overconfidence() -> None:

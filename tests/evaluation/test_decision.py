@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from medsent.errors import RunError
+from medsent.core.errors import RunError
 from medsent.evaluation.decision import crossfit, fit_offsets, offsets_hold
-from medsent.evaluation.metrics import decide
-from medsent.predict import Predictor
+from medsent.inference.decisions import decide
+from medsent.inference.predict import Predictor
 
 
 def _shy_neutral(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from medsent.config import TierConfig
-from medsent.evaluation.tiers import threshold_sweep, tier_of, tier_table
+from medsent.core.config import TierConfig
+from medsent.evaluation.tiers import threshold_sweep, tier_table
+from medsent.inference.decisions import tier_of
 
 
 def test_tier_boundaries_follow_the_study() -> None:

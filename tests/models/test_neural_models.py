@@ -1,6 +1,6 @@
 import torch
 
-from medsent.config import BiLSTMConfig, TextCNNConfig
+from medsent.core.config import BiLSTMConfig, TextCNNConfig
 from medsent.models.bilstm import BiLSTMAttention
 from medsent.models.textcnn import TextCNN
 
@@ -70,7 +70,7 @@ def test_textcnn_lookup_form_is_the_same_function() -> None:
     """The table-lookup inference form equals the convolutional TextCNN in eval mode."""
     import torch
 
-    from medsent.config import TextCNNConfig
+    from medsent.core.config import TextCNNConfig
     from medsent.models.textcnn import TextCNN, TextCNNLookup
 
     torch.manual_seed(0)

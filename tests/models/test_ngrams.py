@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medsent.data.clean import normalize_text
+from medsent.inference.predict import Predictor
 from medsent.models.ngrams import CharWbCounter, WordNgramCounter
-from medsent.predict import Predictor
 
 ODD = [
     "",
@@ -47,7 +47,7 @@ def test_counters_equal_sklearn_on_real_reviews_and_odd_strings(svm, train_csv: 
     raw = pd.concat([pd.read_csv(train_csv), pd.read_csv(val_csv)])["review"].fillna("").tolist()
     texts = [normalize_text(t, svm.config.clean) for t in raw] + ODD
     model = svm.model
-    views = model._views(texts)
+    views = model.views(texts)
     for branch, cls in (("char", CharWbCounter), ("word", WordNgramCounter)):
         vec = model.vectorizers[branch]
         counter = cls(vec)
@@ -69,5 +69,5 @@ def test_counters_equal_sklearn_on_generated_text(svm, docs: list[str]) -> None:
     model = svm.model
     for branch, cls in (("char", CharWbCounter), ("word", WordNgramCounter)):
         vec = model.vectorizers[branch]
-        view = model._views(docs)[branch]
+        view = model.views(docs)[branch]
         assert _same(cls(vec).transform(view), vec.transform(view))

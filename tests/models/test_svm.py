@@ -3,10 +3,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medsent.config import CleanConfig, SvmConfig, build_config
+from medsent.core.config import CleanConfig, SvmConfig, build_config
+from medsent.core.errors import RunError
 from medsent.data.dataset import load_labeled
 from medsent.data.presets import preset_layer
-from medsent.errors import RunError
 from medsent.models.svm import VOCAB_FILE, SvmClassifier
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medsent.errors import ConfigError
+from medsent.core.errors import ConfigError
 from medsent.neural.encoders import MPNET_FILES, MPNET_ZIP_ROOT, STAMP, assemble_mpnet
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from medsent.config import OptimConfig, TransformerConfig
-from medsent.errors import ConfigError
+from medsent.core.config import OptimConfig, TransformerConfig
+from medsent.core.errors import ConfigError
 from medsent.models.transformer import encoder_layers
 from medsent.neural.hf import (
     HFTextEncoder,

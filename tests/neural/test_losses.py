@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medsent.config import LossConfig
-from medsent.errors import ConfigError
+from medsent.core.config import LossConfig
+from medsent.core.errors import ConfigError
 from medsent.neural.losses import (
     DistillLoss,
     FocalLoss,

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from medsent.config import build_config
+from medsent.core.config import build_config
 from medsent.data.presets import preset_layer
+from medsent.inference.predict import Predictor
 from medsent.models.textcnn import TextCNN
 from medsent.neural.targets import (
     OrdinalHead,
@@ -20,7 +21,6 @@ from medsent.neural.targets import (
     target_matrix,
     target_specs,
 )
-from medsent.predict import Predictor
 
 
 def _cfg(**targets: object):  # type: ignore[no-untyped-def]

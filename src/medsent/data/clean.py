@@ -13,7 +13,7 @@ from typing import Any
 import ftfy
 import pandas as pd
 
-from medsent.config import CleanConfig
+from medsent.core.config import CleanConfig
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _WS = re.compile(r"\s+")

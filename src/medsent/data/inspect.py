@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from medsent.core.labels import LABELS
+from medsent.core.runs import write_json
 from medsent.data.clean import word_count
 from medsent.data.dataset import LabeledData
-from medsent.labels import LABELS
-from medsent.runs import write_json
 
 
 def summarize(data: LabeledData) -> dict[str, Any]:

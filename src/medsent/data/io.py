@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from medsent.errors import DataError
-from medsent.runs import file_sha256
+from medsent.core.errors import DataError
+from medsent.core.runs import file_sha256
 
 log = logging.getLogger(__name__)
 

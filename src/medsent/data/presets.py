@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medsent.errors import ConfigError
+from medsent.core.errors import ConfigError
 
 DATA_PRESETS: dict[str, dict[str, Any]] = {
     # WebMD: satisfaction stars 1-5; 1-2 Negative, 3 Neutral, 4-5 Positive (the reference study's map).

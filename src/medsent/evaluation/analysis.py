@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from medsent.core.labels import LABELS
 from medsent.evaluation.report import save_figure
-from medsent.labels import LABELS
 
 LENGTH_EDGES = (0, 20, 50, 100, 200)  # words; the last bucket is open-ended
 
@@ -60,7 +60,7 @@ def confident_mistakes(
     texts: list[str], y: np.ndarray, proba: np.ndarray, k: int = 10, offsets: np.ndarray | None = None
 ) -> list[dict[str, Any]]:
     """Wrong answers given with the highest confidence: label noise or blind spots, worth reading."""
-    from medsent.evaluation.tiers import decision_confidence
+    from medsent.inference.decisions import decision_confidence
 
     pred, conf = decision_confidence(proba, offsets)
     wrong = np.flatnonzero(pred != y)
@@ -80,7 +80,7 @@ def error_analysis(
     frame: pd.DataFrame, proba: np.ndarray, offsets: np.ndarray | None = None
 ) -> dict[str, Any]:
     """Everything above for one model on one labelled frame (columns text, label, maybe drug/condition)."""
-    from medsent.evaluation.metrics import decide
+    from medsent.inference.decisions import decide
 
     texts = frame["text"].tolist()
     y = frame["label"].to_numpy()

@@ -14,15 +14,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from medsent.evaluation.metrics import expected_calibration_error
-
-_EPS = 1e-12
-
-
-def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
-    z = np.log(np.clip(proba, _EPS, 1.0)) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return np.asarray(e / e.sum(axis=1, keepdims=True))
+from medsent.inference.decisions import EPS as _EPS
+from medsent.inference.decisions import apply_temperature
 
 
 def nll(proba: np.ndarray, y: np.ndarray) -> float:

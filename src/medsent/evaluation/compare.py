@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from medsent.errors import ConfigError, RunError
+from medsent.core.errors import ConfigError, RunError
+from medsent.core.labels import LABELS
+from medsent.core.runs import write_json
 from medsent.evaluation.analysis import confusion_heatmap, error_analysis
 from medsent.evaluation.metrics import compute_metrics
 from medsent.evaluation.report import heading, image, paragraph, save_figure, table, write_report
 from medsent.evaluation.tiers import sweep_plot, threshold_sweep, tier_table
-from medsent.labels import LABELS
-from medsent.predict import Predictor
-from medsent.runs import write_json
+from medsent.inference.predict import Predictor
 
 COLUMNS = (
     "run",
@@ -108,8 +108,8 @@ def compare_runs(
     baseline: str | None = None,
 ) -> dict[str, Any]:
     """Score each run on ``data``, write table (md/csv), plots, analysis and report.html into ``out``."""
+    from medsent.core.runs import check_same_task, file_sha256
     from medsent.data.dataset import load_labeled_for
-    from medsent.runs import check_same_task, file_sha256
 
     if not run_dirs:
         raise ConfigError("compare needs at least one run folder")

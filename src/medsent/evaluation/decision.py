@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from medsent.evaluation.metrics import EPS, compute_metrics, decide, macro_f1_many
-from medsent.labels import LABELS
+from medsent.core.labels import LABELS
+from medsent.evaluation.metrics import compute_metrics, macro_f1_many
+from medsent.inference.decisions import EPS, decide
 
 GRID = np.round(np.arange(-2.0, 2.0001, 0.05), 4)
 

@@ -13,7 +13,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from medsent.labels import LABELS
+from medsent.core.labels import LABELS
+from medsent.inference.decisions import decide
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
@@ -30,17 +31,6 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: in
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
     return float(ece)
-
-
-EPS = 1e-12
-
-
-def decide(proba: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
-    """Class ids: argmax of log p + offsets (plain argmax without offsets; see ``decision``)."""
-    proba = np.asarray(proba, dtype=float)
-    if offsets is None:
-        return np.asarray(proba.argmax(axis=1))
-    return np.asarray((np.log(np.clip(proba, EPS, 1.0)) + np.asarray(offsets)[None, :]).argmax(axis=1))
 
 
 def macro_f1_many(y: np.ndarray, pred: np.ndarray, k: int = 3) -> np.ndarray:

@@ -8,25 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from medsent.config import TierConfig
-
-TIERS = ("auto", "review", "manual")
-
-
-def tier_of(confidence: float, cfg: TierConfig) -> str:
-    if confidence >= cfg.auto:
-        return "auto"
-    return "review" if confidence >= cfg.review else "manual"
-
-
-def decision_confidence(
-    proba: np.ndarray, offsets: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The decided class and its calibrated probability (the confidence a tier is read from)."""
-    from medsent.evaluation.metrics import decide
-
-    pred = decide(proba, offsets)
-    return pred, proba[np.arange(len(pred)), pred]
+from medsent.core.config import TierConfig
+from medsent.inference.decisions import TIERS, decision_confidence, tier_of
 
 
 def tier_table(

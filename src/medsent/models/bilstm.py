@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from medsent.config import BiLSTMConfig
+from medsent.core.config import BiLSTMConfig
 
 
 class AdditiveAttention(nn.Module):

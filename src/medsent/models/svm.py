@@ -28,14 +28,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.svm import LinearSVC
 
-from medsent.config import SvmConfig
+from medsent.core.config import SvmConfig
+from medsent.core.errors import DataError, RunError
 from medsent.data.negation import model_text
-from medsent.errors import DataError, RunError
 
 if TYPE_CHECKING:
-    from medsent.config import RunConfig
-    from medsent.models.registry import LoadedRun
-    from medsent.runs import RunFolder
+    pass
 
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "svm.safetensors"
@@ -82,7 +80,7 @@ class SvmClassifier:
         self.weights: dict[str, np.ndarray] = {}
         self._counters: dict[str, Any] = {}
 
-    def _views(self, texts: Sequence[str]) -> dict[str, list[str]]:
+    def views(self, texts: Sequence[str]) -> dict[str, list[str]]:
         views = {"word": [model_text(t, self.negation, self.lowercase) for t in texts]}
         if self.cfg.char_ngrams is not None:
             views["char"] = [t.lower() if self.lowercase else t for t in texts]
@@ -97,8 +95,8 @@ class SvmClassifier:
             self._counters[branch] = cls(self.vectorizers[branch])
         return self._counters[branch]
 
-    def _features(self, texts: Sequence[str]) -> sp.csr_matrix:
-        views = self._views(texts)
+    def features(self, texts: Sequence[str]) -> sp.csr_matrix:
+        views = self.views(texts)
         return sp.hstack([self._counter(b).transform(views[b]) for b in views], format="csr")
 
     def fit(self, texts: Sequence[str], labels: np.ndarray) -> SvmClassifier:
@@ -111,7 +109,7 @@ class SvmClassifier:
                 f"training rows of every class; found {len(y)} rows ({', '.join(map(str, counts))} per "
                 f"class Negative/Neutral/Positive); add data or lower svm.calibration_folds (min 2)"
             )
-        views = self._views(texts)
+        views = self.views(texts)
         blocks = []
         for branch, docs in views.items():
             vec = _vectorizer(self.cfg, branch)
@@ -152,7 +150,7 @@ class SvmClassifier:
         return int(sum(self.weights[k].size for k in keys))
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        scores = self._features(texts) @ self.weights["coef"].T + self.weights["intercept"]
+        scores = self.features(texts) @ self.weights["coef"].T + self.weights["intercept"]
         return np.asarray(scores, dtype=np.float64)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -195,35 +193,3 @@ class SvmClassifier:
                 f"{folder}: weights have {self.weights['coef'].shape[1]} features, vocabulary {n_features}"
             )
         return self
-
-
-class SvmFitter:
-    """Registry fitter for ``svm``: one sklearn fit, nothing to resume."""
-
-    resumable = False
-
-    def check(self, cfg: RunConfig) -> None:
-        return None
-
-    def is_rank_zero(self) -> bool:
-        return True
-
-    def fit(
-        self, cfg: RunConfig, splits: Any, model_dir: Path, work: Path, resume: bool, loggers: list[Any]
-    ) -> dict[str, Any]:
-        from medsent.models.registry import negation_for
-
-        model = SvmClassifier(cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
-        train = splits.train[splits.train["label"] >= 0]  # auxiliary-only rows have nothing for it
-        model.fit(train["text"].tolist(), train["label"].to_numpy())
-        model.save(model_dir)
-        return {}
-
-
-def load_run(run: RunFolder, use_onnx: bool = True) -> LoadedRun:
-    """Registry loader for ``svm`` runs (``use_onnx`` does not apply: there is no graph to run)."""
-    from medsent.models.registry import LoadedRun, negation_for
-
-    cfg = run.config
-    model = SvmClassifier.load(run.file("model"), cfg.svm, negation_for(cfg), cfg.text.lowercase, cfg.seed)
-    return LoadedRun(model=model, config=cfg)

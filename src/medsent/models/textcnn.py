@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsent.config import TextCNNConfig
+from medsent.core.config import TextCNNConfig
 
 
 class TextCNN(nn.Module):

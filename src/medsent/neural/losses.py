@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsent.config import LossConfig
-from medsent.errors import ConfigError
+from medsent.core.config import LossConfig
+from medsent.core.errors import ConfigError
 
 
 def class_weights_from_labels(labels: np.ndarray, num_classes: int = 3) -> list[float]:

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsent.config import RunConfig
-from medsent.errors import ConfigError
-from medsent.labels import LABELS
+from medsent.core.config import RunConfig
+from medsent.core.errors import ConfigError
+from medsent.core.labels import LABELS
 
 MISSING = -1
 
@@ -289,7 +289,7 @@ def save_task_heads(net: TaskNet, folder: Path) -> None:
 def load_task_heads(net: TaskNet, folder: Path) -> None:
     from safetensors.torch import load_file
 
-    from medsent.errors import RunError
+    from medsent.core.errors import RunError
 
     try:
         state = load_file(str(folder / TASKS_FILE))

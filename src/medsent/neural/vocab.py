@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from medsent.config import VocabConfig
-from medsent.errors import RunError
+from medsent.core.config import VocabConfig
+from medsent.core.errors import RunError
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1

@@ -1,5 +1,0 @@
-"""`python -m medsent.cli`: the same entry point as the `medsent` command."""
-
-from medsent.cli import main
-
-main()

@@ -1,0 +1,1 @@
+"""Loading a saved run and answering: prediction, file scoring, the service, export formats."""

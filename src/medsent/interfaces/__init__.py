@@ -1,0 +1,1 @@
+"""Thin adapters over the library: the command line and the Python API."""
