@@ -142,3 +142,25 @@ def test_run_file_names_are_spelled_in_one_module() -> None:
     hf = {"neural/encoders.py", "neural/hf.py"}
     spelled["config.json"] = [p for p in spelled.get("config.json", []) if p not in hf]
     assert {n: sorted(set(p)) for n, p in spelled.items() if p} == {n: ["core/runs.py"] for n in names}
+
+
+def test_runs_saved_with_retired_settings_load_when_they_were_off(svm_run: Path, tmp_path: Path) -> None:
+    """A run written by a version that still had a setting loads when it recorded the setting's
+    'off' value; one that used it is refused by name rather than served differently."""
+    from medsent.inference.predict import Predictor
+
+    old = tmp_path / "old"
+    shutil.copytree(svm_run, old)
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["textcnn"]["pooling"] = "max"
+    cfg["trainer"].update(early_stop_at="any_epoch", ema_decay=None)
+    cfg["distill"].update(augment=0, augment_word_drop=0.1, objective="kl", hint_weight=0.0, evidence=[])
+    cfg["embeddings"] = {"init": None, "freeze": False}
+    (old / "config.json").write_text(json.dumps(cfg))
+    probes = ["No side effects", "Awful headaches"]
+    assert np.allclose(Predictor(old).predict_proba(probes), Predictor(svm_run).predict_proba(probes))
+    cfg["textcnn"]["pooling"] = "max_mean"
+    cfg["distill"]["objective"] = "mse"
+    (old / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RunError, match=r"trained with textcnn.pooling=max_mean, distill.objective=mse"):
+        Predictor(old)

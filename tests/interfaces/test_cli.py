@@ -58,6 +58,9 @@ def test_train_evaluate_predict_round_trip(
     assert saved["threshold_sweep"][0]["coverage"] == 1.0
     assert sum(r["n"] for r in saved["analysis"]["length"]) == saved["n"]
     assert (tmp_path / "ev" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    mistakes = (tmp_path / "ev" / "mistakes.html").read_text()
+    assert mistakes.count('<div class="mistake">') == 5 and "linear" in mistakes
+    assert saved["analysis"]["confident_mistakes"][0]["top_words"]
     metrics = json.loads(out)
     assert code == 0
     assert {

@@ -67,6 +67,7 @@ def confident_mistakes(
     order = wrong[np.argsort(-conf[wrong], kind="stable")][:k]
     return [
         {
+            "row": int(i),
             "confidence": float(conf[i]),
             "predicted": LABELS[int(pred[i])],
             "true": LABELS[int(y[i])],

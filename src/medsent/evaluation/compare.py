@@ -14,8 +14,17 @@ from medsent.core.errors import ConfigError, RunError
 from medsent.core.labels import LABELS
 from medsent.core.runs import write_json
 from medsent.evaluation.analysis import confusion_heatmap, error_analysis
+from medsent.evaluation.explain import explain_mistakes
 from medsent.evaluation.metrics import compute_metrics
-from medsent.evaluation.report import heading, image, paragraph, save_figure, table, write_report
+from medsent.evaluation.report import (
+    heading,
+    image,
+    mistake_html,
+    paragraph,
+    save_figure,
+    table,
+    write_report,
+)
 from medsent.evaluation.tiers import sweep_plot, threshold_sweep, tier_table
 from medsent.inference.predict import Predictor
 
@@ -46,6 +55,7 @@ class Scored:
     row: dict[str, Any] = field(default_factory=dict)
     analysis: dict[str, Any] = field(default_factory=dict)
     offsets: np.ndarray | None = None
+    mistakes: list[dict[str, Any]] = field(default_factory=list)  # explained, with highlighted html
 
 
 def count_params(pred: Predictor) -> int | None:
@@ -151,7 +161,12 @@ def compare_runs(
             "calibrated": pred.temperature is not None,
         }
         analysis = error_analysis(frame, proba, pred.offsets)
-        scored.append(Scored(name, pred.run_dir, model, proba, metrics, row, analysis, pred.offsets))
+        explained = explain_mistakes(pred, texts, analysis["confident_mistakes"])
+        for plain, rich in zip(analysis["confident_mistakes"], explained, strict=False):
+            plain["top_words"] = rich["top_words"]
+        scored.append(
+            Scored(name, pred.run_dir, model, proba, metrics, row, analysis, pred.offsets, explained)
+        )
 
     base = next(s for s in scored if s.name == base_name)
     for s in scored:
@@ -288,7 +303,12 @@ def _html(
                     table(s.analysis[col], text_cols=(col,)),
                 ]
         parts += [
-            heading("Most confident mistakes", 3),
-            table(s.analysis["confident_mistakes"], text_cols=("predicted", "true", "text")),
+            heading("Most confident mistakes, with the words behind the wrong answer", 3),
+            *(mistake_html(m) for m in s.mistakes),
+            table(
+                s.analysis["confident_mistakes"][len(s.mistakes) :],
+                ["confidence", "predicted", "true", "text"],
+                text_cols=("predicted", "true", "text"),
+            ),
         ]
     return write_report(out / "report.html", "medsent model comparison", parts)

@@ -66,6 +66,16 @@ def paragraph(text: str, muted: bool = False) -> str:
     return f"<p{cls}>{html.escape(text)}</p>"
 
 
+def mistake_html(m: dict[str, Any]) -> str:
+    """One explained mistake: what was said and what was true, and the review with its words shaded
+    by how much they pushed toward the wrong answer (``m["html"]`` is built escaped)."""
+    head = (
+        f"<b>{html.escape(m['predicted'])}</b> (confidence {m['confidence']:.2f}), "
+        f"labelled {html.escape(m['true'])}; {html.escape(m['method'])}"
+    )
+    return f'<div class="mistake"><p class="muted">{head}</p><p>{m["html"]}</p></div>'
+
+
 def save_figure(fig: Any, path: Path) -> Path:
     """Tight layout, write, and close (matplotlib keeps every open figure alive otherwise)."""
     import matplotlib.pyplot as plt

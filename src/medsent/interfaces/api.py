@@ -289,16 +289,31 @@ def _write_evaluation(
 ) -> None:
     from medsent.core.runs import METRICS_FILE, write_json
     from medsent.evaluation.analysis import confusion_heatmap, error_analysis
+    from medsent.evaluation.explain import explain_mistakes
+    from medsent.evaluation.report import heading, mistake_html, paragraph, write_report
     from medsent.evaluation.tiers import sweep_plot, threshold_sweep
 
     out.mkdir(parents=True, exist_ok=True)
     sweep = threshold_sweep(y, proba, offsets=predictor.offsets)
+    analysis = error_analysis(frame, proba, predictor.offsets)
+    explained = explain_mistakes(predictor, frame["text"].tolist(), analysis["confident_mistakes"])
+    for plain, rich in zip(analysis["confident_mistakes"], explained, strict=False):
+        plain["top_words"] = rich["top_words"]
+    write_report(
+        out / "mistakes.html",
+        f"{predictor.run_dir.name}: most confident mistakes on {data.name}",
+        [
+            paragraph("Words shaded green pushed toward the wrong answer, red against it.", muted=True),
+            heading("Most confident mistakes"),
+            *(mistake_html(m) for m in explained),
+        ],
+    )
     write_json(
         out / METRICS_FILE,
         {
             **metrics,
             "threshold_sweep": sweep,
-            "analysis": error_analysis(frame, proba, predictor.offsets),
+            "analysis": analysis,
             "run": str(predictor.run_dir),
             "data": str(data),
         },

@@ -6,8 +6,8 @@ Exit codes: 0 success, 2 bad input or usage, 1 unexpected failure.
 
 # isort: off
 # Each module registers its commands on the app as it is imported: this order is `--help`'s order.
-from medsent.interfaces.cli import train, evaluate, predict, combine, ablate  # noqa: F401
-from medsent.interfaces.cli import distill, pretrain, deploy, info  # noqa: F401
+from medsent.interfaces.cli import train, evaluate, predict, explain, expose, combine  # noqa: F401
+from medsent.interfaces.cli import ablate, distill, pretrain, deploy, info  # noqa: F401
 from medsent.interfaces.cli import data  # noqa: F401
 from medsent.interfaces.cli.app import app, main
 

@@ -109,8 +109,8 @@ def serve(
     ] = 512,
 ) -> None:
     """Serve predictions over HTTP: POST /v1/predict, /v1/predict/batch; GET /health, /v1/model."""
-    from medsent.inference.serve import Limits
-    from medsent.inference.serve import serve as run_server
+    from medsent.interfaces.serve import Limits
+    from medsent.interfaces.serve import serve as run_server
 
     if workers < 1 or not 0 < port < 65536:
         raise ConfigError("--workers must be >= 1 and --port within 1-65535")

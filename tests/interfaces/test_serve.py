@@ -2,6 +2,8 @@
 
 import json
 import random
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medsent.data.clean import is_blank
-from medsent.inference.serve import Limits, create_app
+from medsent.interfaces.serve import Limits, create_app
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +145,7 @@ def test_concurrent_requests_share_one_forward_pass(svm_run: Path) -> None:
     import asyncio
 
     from medsent.inference.predict import Predictor
-    from medsent.inference.serve import MicroBatcher
+    from medsent.interfaces.serve.batching import MicroBatcher
 
     predictor = Predictor(svm_run)
     texts = [f"Review {i}: {'it worked' if i % 2 else 'awful nausea'} for my back pain." for i in range(10)]
@@ -263,3 +265,74 @@ def test_sigterm_answers_the_requests_in_flight_then_exits(svm_run: Path) -> Non
     assert [r.status_code for r in answers] == [200] * 8
     assert all(len(r.json()["predictions"]) == 64 for r in answers)
     assert server.stop()
+
+
+def test_explain_answers_with_the_prediction_and_scored_words(client: TestClient) -> None:
+    text = "Worked great, no side effects!"
+    r = client.post("/v1/explain", json={"text": text})
+    body = r.json()
+    assert r.status_code == 200 and body["method"] == "linear" and body["target"] == body["prediction"]
+    predicted = client.post("/v1/predict", json={"text": text}).json()
+    assert {k: body[k] for k in predicted} == predicted
+    assert [text[t["start"] : t["end"]] for t in body["tokens"]] == [t["text"] for t in body["tokens"]]
+    assert [t["text"] for t in body["tokens"]][:3] == ["Worked", "great", ","]
+    other = client.post(
+        "/v1/explain", json={"text": text, "method": "occlusion", "target": "Negative"}
+    ).json()
+    assert other["method"] == "occlusion" and other["target"] == "Negative"
+    spec = client.get("/openapi.json").json()
+    request = spec["components"]["schemas"]["ExplainRequest"]["properties"]
+    assert request["text"]["maxLength"] == 500
+    assert "integrated_gradients" not in json.dumps(request["method"])  # not offered for an SVM run
+    for payload, status in (
+        ({"text": "x" * 501}, 413),
+        ({"text": " \t"}, 422),
+        ({"text": "fine", "method": "integrated_gradients"}, 422),
+        ({"text": "fine", "target": "Mixed"}, 422),
+    ):
+        r = client.post("/v1/explain", json=payload)
+        assert r.status_code == status and set(r.json()) == {"error", "detail"}, payload
+
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium on this machine (make test installs it where it can)"
+)
+def test_the_page_explains_a_review_in_headless_chromium(svm_run: Path, tmp_path: Path) -> None:
+    """The page's own script fills the box from ?text=, asks /v1/explain and paints the words."""
+    from urllib.parse import quote
+
+    server = Server(svm_run, "--max-text-chars", "200")
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=20000", "--dump-dom",
+    ]  # fmt: skip
+    try:
+        page = httpx.get(server.url + "/")
+        assert (
+            page.status_code == 200
+            and "<script>" in page.text
+            and "http" not in page.text.split("<script>")[1]
+        )
+
+        def dom(text: str) -> str:
+            url = f"{server.url}/?text={quote(text)}"
+            return subprocess.run(
+                [str(CHROMIUM), *flags, url], capture_output=True, text=True, timeout=120
+            ).stdout
+
+        shown = dom("Worked great, no side effects!")
+        label = httpx.post(f"{server.url}/v1/predict", json={"text": "Worked great, no side effects!"}).json()
+        assert f'id="label">{label["prediction"]}<' in shown and f'id="tier">{label["tier"]}<' in shown
+        words = re.findall(
+            r'<span class="w"[^>]*style="background: rgba\(([\d, .]+)\);?"[^>]*>([^<]*)<', shown
+        )
+        assert [w for _, w in words][:3] == ["Worked", "great", ","]
+        assert any(float(rgba.split(",")[3]) > 0.3 for rgba, _ in words)  # the strongest words stand out
+        refused = dom("x" * 300)
+        assert "payload too large" in refused and "limit is 200" in refused
+    finally:
+        server.stop()
