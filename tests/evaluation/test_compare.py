@@ -33,7 +33,9 @@ def test_compare_writes_table_plots_and_report(
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "<script" not in html and "http" not in html
     # The most confident mistakes come with their words shaded by the run's own explanation method.
-    assert "with the words behind the wrong answer" in html and html.count('<span style="background:rgba(') > 10
+    assert (
+        "with the words behind the wrong answer" in html and html.count('<span style="background:rgba(') > 10
+    )
     mistakes = summary["runs"]["textcnn"]["analysis"]["confident_mistakes"]
     assert mistakes[0]["top_words"] and all(w in mistakes[0]["text"] for w in mistakes[0]["top_words"])
     res = cli("compare", svm_run, textcnn_run, "--data", val_csv, "--out", out, "--baseline", "textcnn")
