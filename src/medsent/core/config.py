@@ -416,42 +416,6 @@ def model_preset_layer(model: str, version: str | None) -> dict[str, Any]:
     return load_yaml(path)
 
 
-_ANY = object()
-
-# Settings earlier versions had and this one dropped, with the value that meant "off". A saved run
-# that recorded the off value loads unchanged (it behaves the same without it); one that used the
-# setting is refused by name, since this version would serve it differently.
-RETIRED: dict[str, object] = {
-    "textcnn.pooling": "max",
-    "trainer.early_stop_at": "any_epoch",
-    "trainer.ema_decay": None,
-    "distill.augment": 0,
-    "distill.augment_word_drop": _ANY,
-    "distill.objective": "kl",
-    "distill.hint_weight": 0.0,
-    "distill.evidence": [],
-    "embeddings.init": None,
-    "embeddings.freeze": _ANY,
-}
-
-
-def drop_retired(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """A saved config without the retired settings, and those it had switched on (``key=value``)."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    used = []
-    for dotted, off in RETIRED.items():
-        section, _, key = dotted.partition(".")
-        values = out.get(section)
-        if not isinstance(values, dict) or key not in values:
-            continue
-        value = values.pop(key)
-        if off is not _ANY and value != off and not (off == [] and value in ((), None)):
-            used.append(f"{dotted}={value}")
-        if not values and section not in RunConfig.model_fields:
-            del out[section]
-    return out, used
-
-
 def format_validation_error(exc: ValidationError) -> str:
     """One line naming each bad field, for the CLI."""
     parts = []

@@ -197,11 +197,50 @@ def check_run_folder(run_dir: Path) -> dict[str, Any]:
     return meta
 
 
+_ANY = object()
+
+# Settings earlier versions had and this one dropped, with the value that meant "off". A saved run
+# that recorded the off value loads unchanged (it behaves the same without it); one that used the
+# setting is refused by name, since this version would serve it differently.
+RETIRED: dict[str, object] = {
+    "textcnn.pooling": "max",
+    "trainer.early_stop_at": "any_epoch",
+    "trainer.ema_decay": None,
+    "distill.augment": 0,
+    "distill.augment_word_drop": _ANY,
+    "distill.objective": "kl",
+    "distill.hint_weight": 0.0,
+    "distill.evidence": [],
+    "embeddings.init": None,
+    "embeddings.freeze": _ANY,
+}
+
+
+def drop_retired(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A saved config without the retired settings, and those it had switched on (``key=value``)."""
+    from medsent.core.config import RunConfig
+
+    known = RunConfig.model_fields
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    used = []
+    for dotted, off in RETIRED.items():
+        section, _, key = dotted.partition(".")
+        values = out.get(section)
+        if not isinstance(values, dict) or key not in values:
+            continue
+        value = values.pop(key)
+        if off is not _ANY and value != off and not (off == [] and value in ((), None)):
+            used.append(f"{dotted}={value}")
+        if not values and section not in known:
+            del out[section]
+    return out, used
+
+
 def load_config(run_dir: Path) -> RunConfig:
     """The run's resolved config.json, validated like a fresh one."""
     from pydantic import ValidationError
 
-    from medsent.core.config import RunConfig, drop_retired, format_validation_error
+    from medsent.core.config import RunConfig, format_validation_error
 
     data = read_json(run_dir / CONFIG_FILE)
     if isinstance(data, dict):
