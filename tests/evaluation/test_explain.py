@@ -48,12 +48,22 @@ def test_linear_scores_add_up_to_the_svms_decision_value(svm_run: Path) -> None:
 def test_integrated_gradients_are_complete(run: str, request: pytest.FixtureRequest) -> None:
     """Attributions add up to f(x) - f(baseline), within Captum's convergence delta."""
     predictor = Predictor(request.getfixturevalue(run))
-    assert fitting_methods(predictor.kind.family) == ["integrated_gradients", "occlusion"]
+    assert set(fitting_methods(predictor.kind.family)) == {"integrated_gradients", "occlusion"}
     for record in explain(predictor, TEXTS, "integrated_gradients"):
         total = sum(t["score"] for t in record["tokens"]) + record["rest"]
         assert total == pytest.approx(record["f_input"] - record["f_baseline"], abs=record["delta"] + 1e-5)
         assert record["delta"] < 0.05
         assert any(t["score"] != 0 for t in record["tokens"])
+
+
+def test_every_run_kind_has_a_default_method_that_fits_it() -> None:
+    from medsent.evaluation.explain import DEFAULTS
+    from medsent.evaluation.explain.methods import METHODS
+    from medsent.models.registry import RUN_KINDS
+
+    for spec in RUN_KINDS.values():
+        default = DEFAULTS[spec.family]
+        assert METHODS[default].fits(spec.family) and fitting_methods(spec.family)[0] == default
 
 
 def test_occlusion_finds_the_one_word_that_decides() -> None:

@@ -20,15 +20,24 @@ from medsent.evaluation.explain.words import reader_spans, to_original
 if TYPE_CHECKING:
     from medsent.inference.predict import Predictor
 
-# The default for a run: the first of these that fits it. Each earned its place by removing words
-# that matter (ERASER comprehensiveness at k = 20% at least twice the drop of random words; the
-# table is in BENCHMARKS.md).
-DEFAULT_ORDER = ("linear", "integrated_gradients", "occlusion")
+# Each family's default method: of those that remove far more probability than random words do
+# (ERASER comprehensiveness at 20% of the words at least twice the random drop, on webmd_val), the
+# cheapest per review. The figures are in BENCHMARKS.md.
+DEFAULTS = {
+    "sklearn": "linear",
+    "neural": "occlusion",
+    "transformer": "integrated_gradients",
+    "ensemble": "occlusion",
+    "cascade": "occlusion",
+}
+ORDER = ("linear", "integrated_gradients", "occlusion")
 
 
 def fitting_methods(family: str) -> list[str]:
-    """The methods that explain runs of a family, default first."""
-    return [name for name in DEFAULT_ORDER if METHODS[name].fits(family)]
+    """The methods that explain runs of a family, its default first."""
+    fitting = [name for name in ORDER if METHODS[name].fits(family)]
+    default = DEFAULTS.get(family, "occlusion")
+    return sorted(fitting, key=lambda name: name != default)
 
 
 def pick_method(predictor: Predictor, name: str | None) -> Method:
@@ -142,7 +151,7 @@ def top_words(record: dict[str, Any], k: int = 5) -> list[str]:
 
 
 __all__ = [
-    "DEFAULT_ORDER",
+    "DEFAULTS",
     "METHODS",
     "explain",
     "explain_mistakes",
