@@ -111,6 +111,21 @@ def _torch_of(model: Any, load_torch: Callable[[], torch.nn.Module] | None) -> t
     return load_torch().eval()
 
 
+class _TorchBacked:
+    """A loaded model whose PyTorch network stays reachable for gradients (attributions), whatever
+    engine serves its predictions."""
+
+    model: Any
+    _load_torch: Callable[[], torch.nn.Module] | None
+    _torch_net: torch.nn.Module | None = None
+
+    def torch_network(self) -> torch.nn.Module:
+        """Loaded once, on first use."""
+        if self._torch_net is None:
+            self._torch_net = _torch_of(self.model, self._load_torch)
+        return self._torch_net
+
+
 def batch_size_for(model: Any, rows: int, default: int) -> int:
     """A handful of requests (a server's micro-batch) goes through onnxruntime one review at a time:
     measured on 2 CPU cores, a MiniLM review costs 15.9 ms alone but 19-20 ms inside length-sorted
@@ -125,7 +140,7 @@ FAST_MIN_ROWS = 8  # below this a batch goes to self.model (onnxruntime where ex
 FAST_BATCH = 64
 
 
-class NeuralClassifier:
+class NeuralClassifier(_TorchBacked):
     """A trained word-level network rebuilt from its run folder alone.
 
     Batches of files and servers go through the model's ``inference_form`` where it has one (the
@@ -195,13 +210,6 @@ class NeuralClassifier:
         ort_lookup = net.ort if onnx_is_lookup and isinstance(net, RoutedNetwork) else None
         return cls(net, vocab, cfg, load_torch, ort_lookup)
 
-    def torch_network(self) -> torch.nn.Module:
-        """The network gradients flow through (attributions), whatever serves the predictions;
-        loaded once."""
-        if getattr(self, "_torch_net", None) is None:
-            self._torch_net = _torch_of(self.model, self._load_torch)
-        return self._torch_net
-
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         ids = self.vocab.encode(text_view(texts, self.cfg))
         fast = self._fast_net() if len(ids) >= FAST_MIN_ROWS else None
@@ -214,7 +222,7 @@ class NeuralClassifier:
         return softmax(predict_logits(self.model, ids, self.cfg.vocab.buckets, size))
 
 
-class TransformerPredictor:
+class TransformerPredictor(_TorchBacked):
     """A fine-tuned encoder rebuilt from the run folder's Hugging Face files."""
 
     def __init__(
@@ -248,13 +256,6 @@ class TransformerPredictor:
             return cls(load_torch(), HFTextEncoder.load(str(folder / ENCODER_DIR), cfg.transformer), cfg)
         encoder = HFTextEncoder.load(str(folder / ENCODER_DIR), cfg.transformer)
         return cls(_route(onnx_file, load_torch, ort_max_rows), encoder, cfg, load_torch)
-
-    def torch_network(self) -> torch.nn.Module:
-        """The network gradients flow through (attributions), whatever serves the predictions;
-        loaded once."""
-        if getattr(self, "_torch_net", None) is None:
-            self._torch_net = _torch_of(self.model, self._load_torch)
-        return self._torch_net
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         ids = self.encoder.encode(texts)

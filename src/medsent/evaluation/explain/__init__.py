@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 DEFAULTS = {
     "sklearn": "linear",
     "neural": "occlusion",
-    "transformer": "integrated_gradients",
+    "transformer": "occlusion",
     "ensemble": "occlusion",
     "cascade": "occlusion",
 }
