@@ -40,9 +40,9 @@ class Scorer(Protocol):
 def _macro_f1(y: np.ndarray | None, pred: np.ndarray) -> float | None:
     if y is None or len(y) == 0:
         return None
-    from sklearn.metrics import f1_score
+    from medsent.evaluation.metrics import macro_f1_many
 
-    return float(f1_score(y, pred, labels=list(range(len(LABELS))), average="macro", zero_division=0))
+    return float(macro_f1_many(y, pred, len(LABELS))[0])
 
 
 def _example(before: str, after: str, p0: np.ndarray, p1: np.ndarray, d0: int, d1: int) -> dict[str, Any]:
