@@ -3,13 +3,13 @@
 import json
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -294,45 +294,100 @@ def test_explain_answers_with_the_prediction_and_scored_words(client: TestClient
         assert r.status_code == status and set(r.json()) == {"error", "detail"}, payload
 
 
-CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-
-
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium on this machine (make test installs it where it can)"
-)
-def test_the_page_explains_a_review_in_headless_chromium(svm_run: Path, tmp_path: Path) -> None:
-    """The page's own script fills the box from ?text=, asks /v1/explain and paints the words."""
+def test_the_page_explains_a_typed_review_in_headless_chromium(svm_run: Path, browser: Any) -> None:
+    """Type a review, press Explain: the page shows the service's label and tier and shades the
+    words; a review over the limit shows the API's 413 message; ``/?text=`` explains at once."""
     from urllib.parse import quote
 
     server = Server(svm_run, "--max-text-chars", "200")
-    flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=20000", "--dump-dom",
-    ]  # fmt: skip
     try:
         page = httpx.get(server.url + "/")
-        assert (
-            page.status_code == 200
-            and "<script>" in page.text
-            and "http" not in page.text.split("<script>")[1]
+        assert page.status_code == 200 and "http" not in page.text.split("<script>")[1]  # nothing fetched
+        text = "Worked great, no side effects!"
+        tab = browser.open(server.url + "/")
+        tab.type_into("#review", text)
+        tab.click("#one button")
+        tab.wait_for("document.getElementById('answer').style.display === 'block'")
+        label = httpx.post(f"{server.url}/v1/predict", json={"text": text}).json()
+        assert tab.js("document.getElementById('label').textContent") == label["prediction"]
+        assert tab.js("document.getElementById('tier').textContent") == label["tier"]
+        words = tab.js(
+            "[...document.querySelectorAll('#words span.w')].map(s => [s.textContent, s.style.background])"
         )
+        assert [w for w, _ in words][:3] == ["Worked", "great", ","]
+        alphas = [float(re.findall(r"[\d.]+", rgba)[-1]) for _, rgba in words if rgba.startswith("rgba")]
+        assert max(alphas) > 0.3  # the strongest words stand out
+        assert tab.js("document.getElementById('words').textContent") == text  # the review, untouched
 
-        def dom(text: str) -> str:
-            url = f"{server.url}/?text={quote(text)}"
-            return subprocess.run(
-                [str(CHROMIUM), *flags, url], capture_output=True, text=True, timeout=120
-            ).stdout
+        tab.js("document.getElementById('review').value = ''")
+        tab.type_into("#review", "x" * 199)
+        tab.js("document.getElementById('review').value += 'yy'")  # past maxlength, as a script could
+        tab.click("#one button")
+        shown = tab.wait_for("document.getElementById('error').textContent")
+        assert "payload too large" in shown and "limit is 200" in shown
 
-        shown = dom("Worked great, no side effects!")
-        label = httpx.post(f"{server.url}/v1/predict", json={"text": "Worked great, no side effects!"}).json()
-        assert f'id="label">{label["prediction"]}<' in shown and f'id="tier">{label["tier"]}<' in shown
-        words = re.findall(
-            r'<span class="w"[^>]*style="background: rgba\(([\d, .]+)\);?"[^>]*>([^<]*)<', shown
+        linked = browser.open(f"{server.url}/?text={quote(text)}")
+        assert linked.wait_for("document.getElementById('label').textContent") == label["prediction"]
+    finally:
+        server.stop()
+
+
+def test_the_page_scores_an_uploaded_csv_in_headless_chromium(
+    svm_run: Path, browser: Any, tmp_path: Path
+) -> None:
+    """Pick a CSV file: the page scores it through /v1/predict/batch in batches and offers it back
+    with three columns added; quoted commas, quotes and line breaks survive the round trip; blank
+    and too-long reviews are marked, not sent; a file over the row limit is refused."""
+    import csv
+    import io
+
+    from medsent.interfaces.serve.page import MAX_CSV_ROWS
+
+    server = Server(svm_run, "--max-text-chars", "200", "--max-batch", "3")
+    reviews = [
+        'Great, it "worked"\nwell and fast',
+        "Terrible side effects, stopped after a week",
+        "",
+        "y" * 201,
+        "It was ok I guess",
+        "No change at all",
+        "Best thing my doctor ever gave me",
+    ]
+    source = tmp_path / "queue.csv"
+    with source.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["drug", "review"])
+        w.writerows([f"drug{i}", r] for i, r in enumerate(reviews))
+    try:
+        tab = browser.open(server.url + "/")
+        tab.choose_file("#file", source)
+        status = tab.wait_for(
+            "document.getElementById('download').style.display === 'inline'"
+            " && document.getElementById('csvstatus').textContent"
         )
-        assert [w for _, w in words][:3] == ["Worked", "great", ","]
-        assert any(float(rgba.split(",")[3]) > 0.3 for rgba, _ in words)  # the strongest words stand out
-        refused = dom("x" * 300)
-        assert "payload too large" in refused and "limit is 200" in refused
+        assert status == "scored 5 reviews (2 blank or too long)"
+        assert tab.js("document.getElementById('download').download") == "queue.scored.csv"
+        scored = list(
+            csv.DictReader(
+                io.StringIO(tab.js("fetch(document.getElementById('download').href).then(r => r.text())"))
+            )
+        )
+        assert [r["review"] for r in scored] == reviews and [r["drug"] for r in scored][-1] == "drug6"
+        sent = [r for r in reviews if r and len(r) <= 200]
+        answers = httpx.post(f"{server.url}/v1/predict/batch", json={"texts": sent[:3]}).json()["predictions"]
+        answers += httpx.post(f"{server.url}/v1/predict/batch", json={"texts": sent[3:]}).json()[
+            "predictions"
+        ]
+        got = [r for r in scored if r["prediction"]]
+        assert [(r["prediction"], r["tier"]) for r in got] == [(a["prediction"], a["tier"]) for a in answers]
+        assert [float(r["confidence"]) for r in got] == pytest.approx([a["confidence"] for a in answers])
+        assert (scored[2]["tier"], scored[3]["tier"]) == ("manual", "too long")
+
+        big = tmp_path / "big.csv"
+        big.write_text("review\n" + "fine\n" * (MAX_CSV_ROWS + 1))
+        tab.choose_file("#file", big)
+        refused = tab.wait_for("document.getElementById('csvstatus').textContent.startsWith('error')")
+        assert refused and tab.js("document.getElementById('download').style.display") == "none"
+        assert f"up to {MAX_CSV_ROWS}" in tab.js("document.getElementById('csvstatus').textContent")
     finally:
         server.stop()
