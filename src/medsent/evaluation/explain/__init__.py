@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 DEFAULTS = {
     "sklearn": "linear",
     "neural": "occlusion",
-    "transformer": "occlusion",
+    "transformer": "integrated_gradients",
     "ensemble": "occlusion",
     "cascade": "occlusion",
 }
