@@ -8,7 +8,7 @@ import pytest
 
 from medsent.evaluation.explain import explain, fitting_methods
 from medsent.evaluation.explain.faithfulness import faithfulness
-from medsent.evaluation.explain.methods import occlude
+from medsent.evaluation.explain.methods import IntegratedGradients, occlude
 from medsent.evaluation.explain.words import reader_spans, to_original, without
 from medsent.inference.predict import Predictor
 
@@ -53,9 +53,24 @@ def test_integrated_gradients_are_complete(run: str, request: pytest.FixtureRequ
     for record in explain(predictor, texts, "integrated_gradients"):
         total = sum(t["score"] for t in record["tokens"]) + record["rest"]
         assert total == pytest.approx(record["f_input"] - record["f_baseline"], abs=record["delta"] + 1e-5)
+        assert record["delta"] < 0.05
         change = abs(record["f_input"] - record["f_baseline"])
-        assert record["delta"] <= max(0.05 * change, 1e-4) or record["steps"] == 64  # converged, or tried
+        converged = record["delta"] <= max(IntegratedGradients.tolerance * change, 1e-4)
+        assert converged or record["steps"] == IntegratedGradients.most_steps
         assert any(t["score"] != 0 for t in record["tokens"])
+
+
+def test_integrated_gradients_take_more_steps_only_while_the_error_is_too_large(textcnn_run: Path) -> None:
+    predictor = Predictor(textcnn_run)
+    text = predictor.clean([TEXTS[0]])[0]
+    spans, label = reader_spans(text), int(predictor.decide(predictor.predict_proba([text]))[0])
+    lax, strict = IntegratedGradients(), IntegratedGradients()
+    lax.tolerance, strict.tolerance = 10.0, 0.0
+    first = lax.attribute(predictor, text, spans, label)
+    most = strict.attribute(predictor, text, spans, label)
+    assert first.extra["steps"] == IntegratedGradients.first_steps
+    assert most.extra["steps"] == IntegratedGradients.most_steps
+    assert most.delta is not None and first.delta is not None and most.delta <= first.delta + 1e-6
 
 
 def test_every_run_kind_has_a_default_method_that_fits_it() -> None:

@@ -104,7 +104,7 @@ class NeuralFitter:
         soft = None
         if cfg.distill.teacher is not None:
             if cfg.targets.active:
-                raise ConfigError("distillation and extra targets (targets.*) cannot be combined yet")
+                raise ConfigError("distillation and extra targets (targets.*) cannot be combined")
             soft = splits.train[list(SOFT_COLUMNS)].to_numpy(dtype=np.float32)
         elif not cfg.targets.active and (splits.train["label"] < 0).any():
             # Rows with auxiliary ratings only feed auxiliary heads; without any they teach nothing.

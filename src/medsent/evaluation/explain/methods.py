@@ -204,7 +204,7 @@ class IntegratedGradients:
             if not _share(scores, tokens, value):
                 rest += value
         extra = {"f_input": f_x, "f_baseline": f_b, "steps": steps}
-        return Attribution(scores, rest, float(delta.abs().max()), extra)
+        return Attribution(scores, rest, error, extra)
 
 
 def _neural_inputs(model: Any, text: str, spans: Sequence[Span]) -> tuple[Any, Any, Any, list[list[int]]]:
