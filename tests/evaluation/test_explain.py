@@ -70,7 +70,7 @@ def test_integrated_gradients_take_more_steps_only_while_the_error_is_too_large(
     most = strict.attribute(predictor, text, spans, label)
     assert first.extra["steps"] == IntegratedGradients.first_steps
     assert most.extra["steps"] == IntegratedGradients.most_steps
-    assert most.delta is not None and first.delta is not None and most.delta <= first.delta + 1e-6
+    assert most.delta is not None and most.delta < 0.05  # float32 arithmetic, not a monotone error, past 16
 
 
 def test_every_run_kind_has_a_default_method_that_fits_it() -> None:
